@@ -18,20 +18,33 @@ export function createBuffer(
 
 type Typed = ArrayBufferView;
 
-export function upload(device: GPUDevice, data: Typed, label = "upload", usage = STORAGE): GPUBuffer {
+export function upload(
+  device: GPUDevice,
+  data: Typed,
+  label = "upload",
+  usage = STORAGE,
+): GPUBuffer {
   const buf = device.createBuffer({
     label,
     size: align4(data.byteLength),
     usage,
     mappedAtCreation: true,
   });
-  new Uint8Array(buf.getMappedRange()).set(new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength));
+  new Uint8Array(buf.getMappedRange()).set(
+    new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength),
+  );
   buf.unmap();
   return buf;
 }
 
 export function write(device: GPUDevice, buf: GPUBuffer, data: Typed, byteOffset = 0): void {
-  device.queue.writeBuffer(buf, byteOffset, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+  device.queue.writeBuffer(
+    buf,
+    byteOffset,
+    data.buffer as ArrayBuffer,
+    data.byteOffset,
+    data.byteLength,
+  );
 }
 
 /** Copies `bytes` (default: whole buffer) of `buf` into a mappable buffer and returns the bytes. */
@@ -57,15 +70,27 @@ export async function readBytes(
   return out;
 }
 
-export async function readF32(device: GPUDevice, buf: GPUBuffer, count?: number): Promise<Float32Array> {
+export async function readF32(
+  device: GPUDevice,
+  buf: GPUBuffer,
+  count?: number,
+): Promise<Float32Array> {
   return new Float32Array(await readBytes(device, buf, (count ?? buf.size / 4) * 4));
 }
 
-export async function readU32(device: GPUDevice, buf: GPUBuffer, count?: number): Promise<Uint32Array> {
+export async function readU32(
+  device: GPUDevice,
+  buf: GPUBuffer,
+  count?: number,
+): Promise<Uint32Array> {
   return new Uint32Array(await readBytes(device, buf, (count ?? buf.size / 4) * 4));
 }
 
-export async function readI32(device: GPUDevice, buf: GPUBuffer, count?: number): Promise<Int32Array> {
+export async function readI32(
+  device: GPUDevice,
+  buf: GPUBuffer,
+  count?: number,
+): Promise<Int32Array> {
   return new Int32Array(await readBytes(device, buf, (count ?? buf.size / 4) * 4));
 }
 

@@ -45,7 +45,8 @@ export function summarizeAdapter(adapter: GPUAdapter): AdapterSummary {
     const v = (adapter.limits as unknown as Record<string, unknown>)[key];
     if (typeof v === "number") limits[key] = v;
   }
-  const description = info.description || `${info.vendor} ${info.architecture} ${info.device}`.trim();
+  const description = info.description ||
+    `${info.vendor} ${info.architecture} ${info.device}`.trim();
   return {
     description,
     vendor: info.vendor,

@@ -74,7 +74,11 @@ export function dispatch(
 }
 
 /** Encodes `record` in one compute pass and submits it. */
-export function runPass(device: GPUDevice, label: string, record: (pass: GPUComputePassEncoder) => void) {
+export function runPass(
+  device: GPUDevice,
+  label: string,
+  record: (pass: GPUComputePassEncoder) => void,
+) {
   const enc = device.createCommandEncoder({ label });
   const pass = enc.beginComputePass({ label });
   record(pass);

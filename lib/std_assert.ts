@@ -38,7 +38,11 @@ export function assertNotEquals<T>(actual: T, expected: T, msg?: string): void {
   }
 }
 
-export function assertStrictEquals<T>(actual: unknown, expected: T, msg?: string): asserts actual is T {
+export function assertStrictEquals<T>(
+  actual: unknown,
+  expected: T,
+  msg?: string,
+): asserts actual is T {
   if (!Object.is(actual, expected)) {
     fail_(`${msg ? msg + ": " : ""}Values are not strictly equal: ${actual} !== ${expected}`);
   }

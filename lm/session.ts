@@ -44,7 +44,10 @@ export async function createSession(
       );
     }
     executionProviders = [
-      { name: "webgpu", device: opts.device } as unknown as ort.InferenceSession.ExecutionProviderConfig,
+      {
+        name: "webgpu",
+        device: opts.device,
+      } as unknown as ort.InferenceSession.ExecutionProviderConfig,
     ];
   } else {
     executionProviders = ["wasm"];

@@ -41,7 +41,9 @@ export function freshRng(label = "test"): Rng {
 
 /** ‖a−b‖/‖b‖ over two arrays of the same length. */
 export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new Error(`relError: lengths differ (${a.length} vs ${b.length})`);
+  if (a.length !== b.length) {
+    throw new Error(`relError: lengths differ (${a.length} vs ${b.length})`);
+  }
   let num = 0, den = 0;
   for (let i = 0; i < a.length; i++) {
     const d = a[i] - b[i];
