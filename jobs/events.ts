@@ -1,0 +1,127 @@
+// Job events: every event a job emits gets the next id of that job, is persisted, and is fanned
+// out to live subscribers. A subscriber that names the last id it saw (SSE Last-Event-ID) first
+// gets the persisted history after that id, then live events, with no gap and no duplicate.
+
+export type EventType = "state" | "progress" | "metrics" | "log" | "result" | "error";
+
+export interface JobEvent {
+  jobId: string;
+  id: number;
+  type: EventType;
+  data: unknown;
+}
+
+/** Where events are kept (the job_events table; an in-memory one for tests). */
+export interface EventStore {
+  /** Persists events; ids are already assigned. */
+  append(events: JobEvent[]): Promise<void>;
+  /** Events of a job with id > afterId, in id order. */
+  after(jobId: string, afterId: number): Promise<JobEvent[]>;
+  /** The largest id of a job's events, 0 if none. */
+  lastId(jobId: string): Promise<number>;
+}
+
+export class MemoryEventStore implements EventStore {
+  #events = new Map<string, JobEvent[]>();
+  append(events: JobEvent[]): Promise<void> {
+    for (const e of events) {
+      const list = this.#events.get(e.jobId) ?? [];
+      list.push(e);
+      this.#events.set(e.jobId, list);
+    }
+    return Promise.resolve();
+  }
+  after(jobId: string, afterId: number): Promise<JobEvent[]> {
+    return Promise.resolve((this.#events.get(jobId) ?? []).filter((e) => e.id > afterId));
+  }
+  lastId(jobId: string): Promise<number> {
+    const list = this.#events.get(jobId);
+    return Promise.resolve(list?.length ? list[list.length - 1].id : 0);
+  }
+}
+
+const TERMINAL: ReadonlySet<string> = new Set(["succeeded", "failed", "cancelled"]);
+
+/** True for the event after which a job emits nothing more. */
+export function isFinal(e: JobEvent): boolean {
+  return e.type === "state" && TERMINAL.has((e.data as { state?: string })?.state ?? "");
+}
+
+type Listener = (e: JobEvent) => void;
+
+export class EventHub {
+  #next = new Map<string, number>();
+  #listeners = new Map<string, Set<Listener>>();
+  // Appends are chained per job so ids reach the store in order even when callers do not await.
+  #tail = new Map<string, Promise<void>>();
+
+  constructor(readonly store: EventStore) {}
+
+  async #nextId(jobId: string): Promise<number> {
+    let n = this.#next.get(jobId);
+    if (n === undefined) n = (await this.store.lastId(jobId)) + 1;
+    this.#next.set(jobId, n + 1);
+    return n;
+  }
+
+  /** Assigns the next id, persists, then notifies live subscribers. */
+  async publish(jobId: string, type: EventType, data: unknown): Promise<JobEvent> {
+    const prev = this.#tail.get(jobId) ?? Promise.resolve();
+    let event!: JobEvent;
+    const done = prev.then(async () => {
+      event = { jobId, id: await this.#nextId(jobId), type, data };
+      await this.store.append([event]);
+      for (const l of this.#listeners.get(jobId) ?? []) l(event);
+    });
+    this.#tail.set(jobId, done.catch(() => {}));
+    await done;
+    return event;
+  }
+
+  /**
+   * Yields events of a job with id > afterId: history first, then live ones, until the job's final
+   * state event or until `signal` aborts.
+   */
+  async *subscribe(jobId: string, afterId = 0, signal?: AbortSignal): AsyncGenerator<JobEvent> {
+    const queue: JobEvent[] = [];
+    let wake: (() => void) | null = null;
+    const listener: Listener = (e) => {
+      queue.push(e);
+      wake?.();
+    };
+    // Listen before reading history so nothing published in between is missed; drop duplicates.
+    let listeners = this.#listeners.get(jobId);
+    if (!listeners) this.#listeners.set(jobId, listeners = new Set());
+    listeners.add(listener);
+    const onAbort = () => wake?.();
+    signal?.addEventListener("abort", onAbort);
+    try {
+      let last = afterId;
+      for (const e of await this.store.after(jobId, afterId)) {
+        yield e;
+        last = e.id;
+        if (isFinal(e)) return;
+      }
+      while (!signal?.aborted) {
+        if (!queue.length) {
+          await new Promise<void>((r) => wake = r);
+          wake = null;
+          continue;
+        }
+        const e = queue.shift()!;
+        if (e.id <= last) continue;
+        yield e;
+        last = e.id;
+        if (isFinal(e)) return;
+      }
+    } finally {
+      listeners.delete(listener);
+      if (!listeners.size) this.#listeners.delete(jobId);
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  subscriberCount(jobId: string): number {
+    return this.#listeners.get(jobId)?.size ?? 0;
+  }
+}
