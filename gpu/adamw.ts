@@ -1,0 +1,128 @@
+// AdamW over a list of parameter groups (shaders/adamw.wgsl), one dispatch per binding-sized chunk.
+import type { ParamGroup } from "../sae/params.ts";
+import { upload } from "./buffers.ts";
+import { type Chunk, chunkBinding, chunkLimits, f32Chunks } from "./chunks.ts";
+import { grid1d, loadShader, pipelineCache } from "./pipelines.ts";
+
+export interface AdamWOptions {
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** Decoupled weight decay, applied to groups with `decay: true` only. Default 0. */
+  weightDecay?: number;
+  /** Caps the bytes bound at once (tests use it to exercise chunking). */
+  maxBindingBytes?: number;
+}
+
+const WG = 256;
+const HYPER_BYTES = 48;
+
+interface Piece {
+  group: ParamGroup;
+  chunk: Chunk;
+  hyper: GPUBuffer;
+}
+
+export class AdamW {
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+  /** Steps taken so far (bias correction uses t+1 for the next step). */
+  t = 0;
+  #pieces: Piece[] = [];
+  #unitScale: GPUBuffer;
+  #bindGroups = new Map<GPUBuffer, GPUBindGroup[]>();
+  #pipeline: GPUComputePipeline;
+
+  constructor(readonly device: GPUDevice, readonly groups: ParamGroup[], opts: AdamWOptions = {}) {
+    this.beta1 = opts.beta1 ?? 0.9;
+    this.beta2 = opts.beta2 ?? 0.999;
+    this.eps = opts.eps ?? 1e-8;
+    this.weightDecay = opts.weightDecay ?? 0;
+    const limits = chunkLimits(device, opts.maxBindingBytes);
+    for (const group of groups) {
+      for (const chunk of f32Chunks(group.size, limits)) {
+        const hyper = device.createBuffer({
+          label: `adamw.${group.name}.hyper`,
+          size: HYPER_BYTES,
+          usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+        });
+        this.#pieces.push({ group, chunk, hyper });
+      }
+    }
+    this.#unitScale = upload(device, new Float32Array([1, 0]), "adamw.unit-scale");
+    this.#pipeline = pipelineCache(device).get(loadShader("adamw"), "main", { WG }, "adamw");
+  }
+
+  #bindGroupsFor(gradScale: GPUBuffer): GPUBindGroup[] {
+    let bgs = this.#bindGroups.get(gradScale);
+    if (!bgs) {
+      const layout = this.#pipeline.getBindGroupLayout(0);
+      bgs = this.#pieces.map(({ group, chunk, hyper }) =>
+        this.device.createBindGroup({
+          label: `adamw.${group.name}`,
+          layout,
+          entries: [
+            { binding: 0, resource: chunkBinding(group.param, chunk) },
+            { binding: 1, resource: chunkBinding(group.grad, chunk) },
+            { binding: 2, resource: chunkBinding(group.m, chunk) },
+            { binding: 3, resource: chunkBinding(group.v, chunk) },
+            { binding: 4, resource: { buffer: hyper } },
+            { binding: 5, resource: { buffer: gradScale, offset: 0, size: 4 } },
+          ],
+        })
+      );
+      this.#bindGroups.set(gradScale, bgs);
+    }
+    return bgs;
+  }
+
+  /**
+   * Records step t+1 with learning rate `lr` into `pass`. The step's scalars go through
+   * queue.writeBuffer, which lands before the next submit: submit this pass's encoder before
+   * recording another step. `gradScale` (f32, element 0) multiplies every gradient — pass the
+   * buffer from GradClipper to clip without a CPU round trip.
+   */
+  record(pass: GPUComputePassEncoder, lr: number, gradScale?: GPUBuffer): void {
+    if (!Number.isFinite(lr) || lr < 0) throw new Error(`AdamW: learning rate ${lr} is invalid`);
+    this.t += 1;
+    const bc1 = 1 - this.beta1 ** this.t;
+    const bc2 = 1 - this.beta2 ** this.t;
+    const hyper = new ArrayBuffer(HYPER_BYTES);
+    const f = new Float32Array(hyper);
+    const u = new Uint32Array(hyper);
+    f[0] = this.beta1;
+    f[1] = this.beta2;
+    f[2] = 1 - this.beta1;
+    f[3] = 1 - this.beta2;
+    f[4] = this.eps;
+    f[6] = lr / bc1;
+    f[7] = 1 / Math.sqrt(bc2);
+    const bgs = this.#bindGroupsFor(gradScale ?? this.#unitScale);
+    pass.setPipeline(this.#pipeline);
+    this.#pieces.forEach(({ group, chunk, hyper: hbuf }, i) => {
+      if (chunk.count === 0) return;
+      f[5] = group.decay ? 1 - lr * this.weightDecay : 1;
+      u[8] = chunk.count;
+      this.device.queue.writeBuffer(hbuf, 0, hyper);
+      pass.setBindGroup(0, bgs[i]);
+      const [x, y] = grid1d(Math.ceil(chunk.count / WG));
+      pass.dispatchWorkgroups(x, y);
+    });
+  }
+
+  /** One step in its own command buffer. */
+  step(lr: number, gradScale?: GPUBuffer): void {
+    const enc = this.device.createCommandEncoder({ label: "adamw" });
+    const pass = enc.beginComputePass({ label: "adamw" });
+    this.record(pass, lr, gradScale);
+    pass.end();
+    this.device.queue.submit([enc.finish()]);
+  }
+
+  destroy(): void {
+    for (const p of this.#pieces) p.hyper.destroy();
+    this.#unitScale.destroy();
+  }
+}

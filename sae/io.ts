@@ -1,0 +1,530 @@
+// SAE files: SAELens' layout (a directory with sae_weights.safetensors + cfg.json), and importers for
+// dictionary_learning and EleutherAI sparsify checkpoints stored as safetensors.
+//
+// Key names follow the sources: SAELens 6.x (sae_lens/saes/*.py, loading/pretrained_sae_loaders.py:
+// handle_pre_6_0_config), dictionary_learning (dictionary.py AutoEncoder / JumpReluAutoEncoder,
+// trainers/top_k.py AutoEncoderTopK, trainers/batch_top_k.py BatchTopKSAE) and sparsify
+// (sparse_coder.py SparseCoder, config.py SparseCoderConfig).
+import { join } from "node:path";
+import {
+  readSafetensors,
+  type StFile,
+  type StTensor,
+  tensorOf,
+  writeSafetensors,
+} from "../lib/safetensors.ts";
+import { foldScaling } from "./scaling.ts";
+import type { Sae, SaeConfig, SaeKind, SaeWeights } from "./types.ts";
+
+export class SaeFormatError extends Error {
+  override name = "SaeFormatError";
+}
+
+export const SAE_WEIGHTS_FILENAME = "sae_weights.safetensors";
+export const SAE_CFG_FILENAME = "cfg.json";
+/** SAELens writes the activation scaling factor here when it is not folded into the weights. */
+export const ACTIVATION_SCALER_FILENAME = "activation_scaler.json";
+/** The SAELens config format version written: ≥ 6.0 makes SAELens read `metadata` as nested. */
+const SAELENS_FORMAT_VERSION = "6.0.0";
+
+// ---------------------------------------------------------------------------------------------
+// Tensors
+
+function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
+  if (e === 0) return s * f * 2 ** -24;
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * (1 + f / 1024) * 2 ** (e - 15);
+}
+
+/** A float tensor as f32 (F32 copied bit-exactly; F64, F16, BF16 converted). */
+function floats(t: StTensor, name: string): Float32Array {
+  const b = t.bytes;
+  switch (t.dtype) {
+    case "F32":
+      return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+    case "F64":
+      return Float32Array.from(new Float64Array(b.buffer, b.byteOffset, b.byteLength / 8));
+    case "F16":
+      return Float32Array.from(
+        new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2),
+        halfToFloat,
+      );
+    case "BF16": {
+      const u16 = new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2);
+      const u32 = Uint32Array.from(u16, (v) => v << 16);
+      return new Float32Array(u32.buffer);
+    }
+    default:
+      throw new SaeFormatError(`tensor "${name}": expected a float dtype, found ${t.dtype}`);
+  }
+}
+
+function intScalar(t: StTensor, name: string): number {
+  const b = t.bytes;
+  let v: number;
+  if (t.dtype === "I64") v = Number(new BigInt64Array(b.buffer, b.byteOffset, 1)[0]);
+  else if (t.dtype === "I32") v = new Int32Array(b.buffer, b.byteOffset, 1)[0];
+  else if (t.dtype === "U32") v = new Uint32Array(b.buffer, b.byteOffset, 1)[0];
+  else v = floats(t, name)[0];
+  return v;
+}
+
+/** The tensor, checked against its expected shape; errors name tensor, expected and found. */
+function take(file: StFile, name: string, shape: number[], what: string): StTensor {
+  const t = file.tensors.get(name);
+  if (!t) {
+    throw new SaeFormatError(
+      `${what}: missing tensor "${name}" of shape [${shape}] ` +
+        `(the file has: ${[...file.tensors.keys()].join(", ") || "nothing"})`,
+    );
+  }
+  const same = t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
+  if (!same) {
+    throw new SaeFormatError(
+      `${what}: tensor "${name}": expected shape [${shape}], found [${t.shape}]`,
+    );
+  }
+  return t;
+}
+
+function takeF32(file: StFile, name: string, shape: number[], what: string): Float32Array {
+  return floats(take(file, name, shape, what), name);
+}
+
+function rejectExtra(file: StFile, known: string[], what: string): void {
+  const extra = [...file.tensors.keys()].filter((k) => !known.includes(k));
+  if (extra.length) {
+    throw new SaeFormatError(
+      `${what}: unexpected tensor(s) ${extra.map((e) => `"${e}"`).join(", ")} ` +
+        `(expected only ${known.join(", ")}); this layout is not supported`,
+    );
+  }
+}
+
+function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = a[r * cols + c];
+  return out;
+}
+
+/**
+ * For an SAE whose encoder reads x (not x − b_dec): pre = x·W_enc + b_enc
+ * = (x − b_dec)·W_enc + (b_enc + b_dec·W_enc), so folding b_dec·W_enc into b_enc gives the same
+ * SAE in the x − b_dec convention.
+ */
+function foldBDecIntoBEnc(w: SaeWeights, d: number, n: number): void {
+  const acc = Float64Array.from(w.b_enc);
+  for (let j = 0; j < d; j++) {
+    const b = w.b_dec[j];
+    if (b === 0) continue;
+    for (let i = 0; i < n; i++) acc[i] += b * w.W_enc[j * n + i];
+  }
+  w.b_enc = Float32Array.from(acc);
+}
+
+function posInt(v: unknown, what: string): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
+    throw new SaeFormatError(`${what}: expected a positive integer, found ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// SAELens
+
+/** The cfg.json saveSae writes (SAELens 6.x fields, plus pre-6 aliases older readers look for). */
+export function saeLensConfig(sae: Sae): Record<string, unknown> {
+  const c = sae.cfg;
+  const architecture = c.kind === "relu"
+    ? "standard"
+    : c.kind === "batchtopk"
+    ? "jumprelu"
+    : c.kind;
+  const meta = c.metadata ?? {};
+  const out: Record<string, unknown> = {
+    architecture,
+    d_in: c.dIn,
+    d_sae: c.dSae,
+    dtype: "float32",
+    device: "cpu",
+    apply_b_dec_to_input: true,
+    normalize_activations: "none",
+    reshape_activations: "none",
+    metadata: {
+      sae_lens_version: SAELENS_FORMAT_VERSION,
+      sae_lens_training_version: SAELENS_FORMAT_VERSION,
+      model_name: meta.model ?? null,
+      hook_name: meta.hookName ?? null,
+      context_size: meta.contextSize ?? null,
+      written_by: "splice",
+    },
+  };
+  if (c.kind === "topk" || c.kind === "batchtopk") {
+    const k = posInt(c.k, `saveSae: ${c.kind} SAE k`);
+    out.k = k;
+    out.activation_fn_kwargs = { k };
+  }
+  if (c.kind === "topk") {
+    out.rescale_acts_by_decoder_norm = false;
+    out.activation_fn = "topk";
+  }
+  // SAELens has no inference "batchtopk": it saves BatchTopK as JumpReLU with the global threshold
+  // on every latent. We do the same, and note the kind so loadSae restores it.
+  if (c.kind === "batchtopk") out.splice_architecture = "batchtopk";
+  if (c.kind === "relu" && c.l1Coefficient !== undefined) out.l1_coefficient = c.l1Coefficient;
+  return out;
+}
+
+/** The tensors saveSae writes (f32, SAELens names and shapes). */
+export function saeLensTensors(sae: Sae): Map<string, StTensor> {
+  const { dIn: d, dSae: n, kind } = sae.cfg;
+  const w = sae.weights;
+  const check = (name: string, a: Float32Array | undefined, len: number) => {
+    if (!a || a.length !== len) {
+      throw new SaeFormatError(
+        `saveSae: weight "${name}" has ${a?.length ?? "no"} values, expected ${len}`,
+      );
+    }
+  };
+  check("W_enc", w.W_enc, d * n);
+  check("b_enc", w.b_enc, n);
+  check("W_dec", w.W_dec, n * d);
+  check("b_dec", w.b_dec, d);
+  const t = new Map<string, StTensor>([
+    ["W_enc", tensorOf(w.W_enc, [d, n])],
+    ["b_enc", tensorOf(w.b_enc, [n])],
+    ["W_dec", tensorOf(w.W_dec, [n, d])],
+    ["b_dec", tensorOf(w.b_dec, [d])],
+  ]);
+  if (kind === "jumprelu") {
+    check("threshold", w.threshold, n);
+    t.set("threshold", tensorOf(w.threshold!, [n]));
+  } else if (kind === "batchtopk") {
+    check("threshold", w.threshold, 1);
+    t.set("threshold", tensorOf(new Float32Array(n).fill(w.threshold![0]), [n]));
+  }
+  return t;
+}
+
+export interface SaveOptions {
+  /**
+   * The activation scaling factor s the SAE was trained with (it saw s·x). It is folded into the
+   * weights, so the saved SAE reads raw activations (normalize_activations "none").
+   */
+  scalingFactor?: number;
+}
+
+/** Writes `dir`/sae_weights.safetensors and `dir`/cfg.json in SAELens' layout. */
+export async function saveSae(dir: string, sae: Sae, opts: SaveOptions = {}): Promise<void> {
+  const out = opts.scalingFactor === undefined ? sae : foldScaling(sae, opts.scalingFactor);
+  const tensors = saeLensTensors(out);
+  const cfg = saeLensConfig(out);
+  await Deno.mkdir(dir, { recursive: true });
+  await writeSafetensors(join(dir, SAE_WEIGHTS_FILENAME), tensors);
+  const tmp = join(dir, `${SAE_CFG_FILENAME}.tmp-${crypto.randomUUID()}`);
+  await Deno.writeTextFile(tmp, JSON.stringify(cfg, null, 2) + "\n");
+  await Deno.rename(tmp, join(dir, SAE_CFG_FILENAME));
+}
+
+type Json = Record<string, unknown>;
+
+function str(v: unknown): string | undefined {
+  return typeof v === "string" ? v : undefined;
+}
+
+/**
+ * Builds an Sae from a SAELens cfg.json (6.x, or older with activation_fn_kwargs / hook_point) and
+ * its weights. `scalingFactor` is the content of activation_scaler.json, when present.
+ */
+export function saeFromSaeLens(cfg: Json, file: StFile, scalingFactor?: number): Sae {
+  const what = "SAELens SAE";
+  const d = posInt(cfg.d_in, `${what}: cfg.json d_in`);
+  const n = posInt(cfg.d_sae, `${what}: cfg.json d_sae`);
+  const fnKwargs = (cfg.activation_fn_kwargs ?? {}) as Json;
+  const activationFn = str(cfg.activation_fn) ?? str(cfg.activation_fn_str);
+  let arch = str(cfg.architecture) ?? (activationFn === "topk" ? "topk" : "standard");
+  if (arch === "standard" && activationFn === "topk" && fnKwargs.k !== undefined) arch = "topk";
+  let kind: SaeKind;
+  if (arch === "standard") kind = "relu";
+  else if (arch === "topk" || arch === "jumprelu" || arch === "batchtopk") kind = arch;
+  else {
+    throw new SaeFormatError(
+      `${what}: architecture "${arch}" is not supported (supported: standard, topk, batchtopk, ` +
+        `jumprelu)`,
+    );
+  }
+  if (activationFn !== undefined && !["relu", "topk"].includes(activationFn)) {
+    throw new SaeFormatError(`${what}: activation_fn "${activationFn}" is not supported`);
+  }
+  if (cfg.rescale_acts_by_decoder_norm === true) {
+    throw new SaeFormatError(
+      `${what}: rescale_acts_by_decoder_norm=true is not supported; save the SAE for inference ` +
+        `(SAELens folds the decoder norm then) and load that`,
+    );
+  }
+  if (str(cfg.reshape_activations) && cfg.reshape_activations !== "none") {
+    throw new SaeFormatError(
+      `${what}: reshape_activations "${cfg.reshape_activations}" is not supported`,
+    );
+  }
+  if (cfg.hook_head_index !== undefined && cfg.hook_head_index !== null) {
+    throw new SaeFormatError(`${what}: hook_head_index is not supported`);
+  }
+  const norm = cfg.normalize_activations;
+  let scale: number | undefined;
+  if (norm === "expected_average_only_in" || norm === true) {
+    if (scalingFactor === undefined) {
+      throw new SaeFormatError(
+        `${what}: normalize_activations="expected_average_only_in" but no ` +
+          `${ACTIVATION_SCALER_FILENAME} gives the scaling factor; fold it into the weights ` +
+          `(SAELens: sae.fold_activation_norm_scaling_factor) or put the file beside cfg.json`,
+      );
+    }
+    scale = scalingFactor;
+  } else if (!(norm === undefined || norm === null || norm === "none" || norm === false)) {
+    throw new SaeFormatError(
+      `${what}: normalize_activations "${norm}" (per-token normalisation) is not supported`,
+    );
+  }
+
+  if (file.tensors.has("scaling_factor")) {
+    // Pre-6 SAELens kept a per-latent fine-tuning scale; all ones means it was never used.
+    const sf = floats(take(file, "scaling_factor", [n], what), "scaling_factor");
+    if (!sf.every((v) => v === 1)) {
+      throw new SaeFormatError(`${what}: a non-unit "scaling_factor" tensor is not supported`);
+    }
+    file.tensors.delete("scaling_factor");
+  }
+  const weights: SaeWeights = {
+    W_enc: takeF32(file, "W_enc", [d, n], what),
+    b_enc: takeF32(file, "b_enc", [n], what),
+    W_dec: takeF32(file, "W_dec", [n, d], what),
+    b_dec: takeF32(file, "b_dec", [d], what),
+  };
+  const known = ["W_enc", "b_enc", "W_dec", "b_dec"];
+  if (kind === "jumprelu") {
+    weights.threshold = takeF32(file, "threshold", [n], what);
+    known.push("threshold");
+  }
+  rejectExtra(file, known, what);
+  if (cfg.apply_b_dec_to_input === false) foldBDecIntoBEnc(weights, d, n);
+
+  let k: number | undefined;
+  if (kind === "topk") k = posInt(cfg.k ?? fnKwargs.k, `${what}: cfg.json k`);
+  if (kind === "jumprelu" && cfg.splice_architecture === "batchtopk") {
+    const th = weights.threshold!;
+    if (th.every((v) => v === th[0])) {
+      kind = "batchtopk";
+      weights.threshold = th.slice(0, 1);
+      k = posInt(cfg.k, `${what}: cfg.json k`);
+    }
+  }
+  const meta =
+    (typeof cfg.metadata === "object" && cfg.metadata !== null ? cfg.metadata : cfg) as Json;
+  const hookName = str(meta.hook_name) ?? str(cfg.hook_name) ?? str(cfg.hook_point);
+  const model = str(meta.model_name) ?? str(cfg.model_name);
+  const contextSize = meta.context_size ?? cfg.context_size;
+  const config: SaeConfig = { kind, dIn: d, dSae: n };
+  if (k !== undefined) config.k = k;
+  if (typeof cfg.l1_coefficient === "number") config.l1Coefficient = cfg.l1_coefficient;
+  const metadata: NonNullable<SaeConfig["metadata"]> = {};
+  if (model) metadata.model = model;
+  if (hookName) metadata.hookName = hookName;
+  if (typeof contextSize === "number") metadata.contextSize = contextSize;
+  if (Object.keys(metadata).length) config.metadata = metadata;
+  const sae: Sae = { cfg: config, weights };
+  return scale === undefined ? sae : foldScaling(sae, scale);
+}
+
+async function readJson(path: string, what: string): Promise<Json> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    throw new SaeFormatError(`${what}: cannot read ${path}: ${(e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text) as Json;
+  } catch (e) {
+    throw new SaeFormatError(`${what}: ${path} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Loads a SAELens directory (sae_weights.safetensors + cfg.json [+ activation_scaler.json]). */
+export async function loadSae(dir: string): Promise<Sae> {
+  const cfg = await readJson(join(dir, SAE_CFG_FILENAME), "loadSae");
+  const weightsPath = join(dir, SAE_WEIGHTS_FILENAME);
+  if (!(await exists(weightsPath))) {
+    throw new SaeFormatError(`loadSae: ${weightsPath} does not exist`);
+  }
+  let scale: number | undefined;
+  const scalerPath = join(dir, ACTIVATION_SCALER_FILENAME);
+  if (await exists(scalerPath)) {
+    const s = (await readJson(scalerPath, "loadSae")).scaling_factor;
+    if (typeof s === "number") scale = s;
+  }
+  return saeFromSaeLens(cfg, await readSafetensors(weightsPath), scale);
+}
+
+// ---------------------------------------------------------------------------------------------
+// dictionary_learning
+
+export interface DictionaryLearningOptions {
+  /** AutoEncoderTopK and BatchTopKSAE have the same tensors; without a config.json say which. */
+  kind?: "topk" | "batchtopk";
+  /** The checkpoint's config.json (default: read from the file's directory when present). */
+  config?: Json;
+}
+
+/**
+ * Imports a dictionary_learning checkpoint saved as safetensors (the state_dict of AutoEncoder,
+ * AutoEncoderTopK, BatchTopKSAE or JumpReluAutoEncoder). nn.Linear weights are [out, in]:
+ * encoder.weight [n, d] = W_encᵀ, decoder.weight [d, n] = W_decᵀ.
+ */
+export async function importDictionaryLearning(
+  path: string,
+  opts: DictionaryLearningOptions = {},
+): Promise<Sae> {
+  const file = await readSafetensors(path);
+  let config = opts.config;
+  const cfgPath = join(path, "..", "config.json");
+  if (!config && await exists(cfgPath)) config = await readJson(cfgPath, "dictionary_learning");
+  return saeFromDictionaryLearning(file, { ...opts, config });
+}
+
+export function saeFromDictionaryLearning(file: StFile, opts: DictionaryLearningOptions = {}): Sae {
+  const what = "dictionary_learning checkpoint";
+  const trainer = (opts.config?.trainer ?? {}) as Json;
+  const buffer = (opts.config?.buffer ?? {}) as Json;
+  const dictClass = str(trainer.dict_class);
+  const t = file.tensors;
+  const shapeOf = (name: string) => t.get(name)?.shape;
+  let sae: Sae;
+  if (t.has("W_enc") && t.has("threshold")) {
+    // JumpReluAutoEncoder: SAELens-shaped parameters; encoder reads x unless apply_b_dec_to_input.
+    const [d, n] = shapeOf("W_enc")!;
+    if (d === undefined || n === undefined) {
+      throw new SaeFormatError(
+        `${what}: tensor "W_enc": expected 2 dims, found [${shapeOf("W_enc")}]`,
+      );
+    }
+    const w: SaeWeights = {
+      W_enc: takeF32(file, "W_enc", [d, n], what),
+      b_enc: takeF32(file, "b_enc", [n], what),
+      W_dec: takeF32(file, "W_dec", [n, d], what),
+      b_dec: takeF32(file, "b_dec", [d], what),
+      threshold: takeF32(file, "threshold", [n], what),
+    };
+    rejectExtra(file, ["W_enc", "b_enc", "W_dec", "b_dec", "threshold"], what);
+    if (trainer.apply_b_dec_to_input !== true) foldBDecIntoBEnc(w, d, n);
+    sae = { cfg: { kind: "jumprelu", dIn: d, dSae: n }, weights: w };
+  } else {
+    const enc = shapeOf("encoder.weight");
+    if (!enc || enc.length !== 2) {
+      throw new SaeFormatError(
+        `${what}: tensor "encoder.weight": expected shape [d_sae, d_in], found ` +
+          `${enc ? `[${enc}]` : "no such tensor"} (the file has: ${[...t.keys()].join(", ")})`,
+      );
+    }
+    const [n, d] = enc;
+    const W_enc = transpose(takeF32(file, "encoder.weight", [n, d], what), n, d);
+    const b_enc = takeF32(file, "encoder.bias", [n], what);
+    const W_dec = transpose(takeF32(file, "decoder.weight", [d, n], what), d, n);
+    if (t.has("bias")) {
+      // AutoEncoder (ReLU): `bias` is b_dec.
+      const b_dec = takeF32(file, "bias", [d], what);
+      rejectExtra(file, ["encoder.weight", "encoder.bias", "decoder.weight", "bias"], what);
+      sae = { cfg: { kind: "relu", dIn: d, dSae: n }, weights: { W_enc, b_enc, W_dec, b_dec } };
+    } else {
+      const b_dec = takeF32(file, "b_dec", [d], what);
+      const k = posInt(intScalar(take(file, "k", [], what), "k"), `${what}: tensor "k"`);
+      const threshold = takeF32(file, "threshold", [], what);
+      rejectExtra(
+        file,
+        ["encoder.weight", "encoder.bias", "decoder.weight", "b_dec", "k", "threshold"],
+        what,
+      );
+      const kind = opts.kind ??
+        (dictClass === "BatchTopKSAE"
+          ? "batchtopk"
+          : dictClass === "AutoEncoderTopK"
+          ? "topk"
+          : undefined);
+      if (!kind) {
+        throw new SaeFormatError(
+          `${what}: AutoEncoderTopK and BatchTopKSAE store the same tensors and no config.json ` +
+            `trainer.dict_class says which; pass { kind: "topk" } or { kind: "batchtopk" }`,
+        );
+      }
+      const weights: SaeWeights = { W_enc, b_enc, W_dec, b_dec };
+      if (kind === "batchtopk") {
+        if (!(threshold[0] >= 0)) {
+          throw new SaeFormatError(
+            `${what}: BatchTopKSAE tensor "threshold" is ${threshold[0]} (never set during ` +
+              `training), so the SAE has no inference threshold`,
+          );
+        }
+        weights.threshold = threshold;
+      }
+      sae = { cfg: { kind, dIn: d, dSae: n, k }, weights };
+    }
+  }
+  const meta: NonNullable<SaeConfig["metadata"]> = {};
+  if (str(trainer.lm_name)) meta.model = str(trainer.lm_name);
+  if (str(trainer.submodule_name)) meta.hookName = str(trainer.submodule_name);
+  if (typeof buffer.ctx_len === "number") meta.contextSize = buffer.ctx_len;
+  if (Object.keys(meta).length) sae.cfg.metadata = meta;
+  return sae;
+}
+
+// ---------------------------------------------------------------------------------------------
+// EleutherAI sparsify
+
+/**
+ * Imports a sparsify SparseCoder directory (sae.safetensors + cfg.json): encoder.weight [n, d],
+ * encoder.bias [n], W_dec [n, d], b_dec [d]; TopK with ReLU pre-activations, encoder input x − b_dec.
+ */
+export async function importSparsify(dir: string): Promise<Sae> {
+  const cfg = await readJson(join(dir, "cfg.json"), "sparsify");
+  return saeFromSparsify(cfg, await readSafetensors(join(dir, "sae.safetensors")));
+}
+
+export function saeFromSparsify(cfg: Json, file: StFile): Sae {
+  const what = "sparsify checkpoint";
+  const d = posInt(cfg.d_in, `${what}: cfg.json d_in`);
+  const numLatents = typeof cfg.num_latents === "number" && cfg.num_latents > 0
+    ? cfg.num_latents
+    : posInt(cfg.expansion_factor, `${what}: cfg.json expansion_factor`) * d;
+  const n = posInt(numLatents, `${what}: cfg.json num_latents`);
+  const k = posInt(cfg.k, `${what}: cfg.json k`);
+  if ((cfg.activation ?? "topk") !== "topk") {
+    throw new SaeFormatError(
+      `${what}: activation "${cfg.activation}" is not supported (topk only)`,
+    );
+  }
+  if (cfg.transcode === true) {
+    throw new SaeFormatError(`${what}: transcoders (transcode=true) are not supported`);
+  }
+  if (cfg.skip_connection === true || file.tensors.has("W_skip")) {
+    throw new SaeFormatError(`${what}: skip connections (W_skip) are not supported`);
+  }
+  const W_enc = transpose(takeF32(file, "encoder.weight", [n, d], what), n, d);
+  const weights: SaeWeights = {
+    W_enc,
+    b_enc: takeF32(file, "encoder.bias", [n], what),
+    W_dec: takeF32(file, "W_dec", [n, d], what),
+    b_dec: takeF32(file, "b_dec", [d], what),
+  };
+  rejectExtra(file, ["encoder.weight", "encoder.bias", "W_dec", "b_dec"], what);
+  return { cfg: { kind: "topk", dIn: d, dSae: n, k }, weights };
+}

@@ -1,0 +1,134 @@
+// An SAE's weights as GPU buffers, and the (param, grad, m, v) groups an optimizer walks.
+import { createBuffer, readF32, upload } from "../gpu/buffers.ts";
+import type { Sae, SaeConfig, SaeWeights } from "./types.ts";
+
+export type ParamName = "W_enc" | "b_enc" | "W_dec" | "b_dec" | "threshold";
+
+export interface SaeParams {
+  W_enc: GPUBuffer;
+  b_enc: GPUBuffer;
+  W_dec: GPUBuffer;
+  b_dec: GPUBuffer;
+  /** jumprelu: θ per latent; batchtopk: the single inference threshold (length 1). */
+  threshold?: GPUBuffer;
+}
+
+/** Element counts of each parameter the config has, in a fixed order (W_enc, b_enc, W_dec, b_dec, threshold). */
+export function paramSizes(cfg: SaeConfig, hasThreshold = cfg.kind === "jumprelu"): Array<
+  { name: ParamName; size: number }
+> {
+  const out: Array<{ name: ParamName; size: number }> = [
+    { name: "W_enc", size: cfg.dIn * cfg.dSae },
+    { name: "b_enc", size: cfg.dSae },
+    { name: "W_dec", size: cfg.dSae * cfg.dIn },
+    { name: "b_dec", size: cfg.dIn },
+  ];
+  if (hasThreshold) out.push({ name: "threshold", size: cfg.kind === "batchtopk" ? 1 : cfg.dSae });
+  return out;
+}
+
+function checkLength(name: string, a: Float32Array, want: number): void {
+  if (a.length !== want) {
+    throw new Error(`SAE weight ${name}: expected ${want} elements, found ${a.length}`);
+  }
+}
+
+export function uploadSae(device: GPUDevice, sae: Sae): SaeParams {
+  const w = sae.weights;
+  for (const { name, size } of paramSizes(sae.cfg, w.threshold !== undefined)) {
+    checkLength(name, w[name]!, size);
+  }
+  const p: SaeParams = {
+    W_enc: upload(device, w.W_enc, "W_enc"),
+    b_enc: upload(device, w.b_enc, "b_enc"),
+    W_dec: upload(device, w.W_dec, "W_dec"),
+    b_dec: upload(device, w.b_dec, "b_dec"),
+  };
+  if (w.threshold) p.threshold = upload(device, w.threshold, "threshold");
+  return p;
+}
+
+export async function downloadSae(
+  device: GPUDevice,
+  params: SaeParams,
+  cfg: SaeConfig,
+): Promise<Sae> {
+  const weights = {} as SaeWeights;
+  for (const { name, size } of paramSizes(cfg, params.threshold !== undefined)) {
+    weights[name] = await readF32(device, params[name]!, size);
+  }
+  return { cfg: structuredClone(cfg), weights };
+}
+
+export function destroyParams(params: SaeParams): void {
+  for (const b of Object.values(params)) (b as GPUBuffer | undefined)?.destroy();
+}
+
+/** One parameter tensor with its gradient and Adam moments (all f32, `size` elements). */
+export interface ParamGroup {
+  name: string;
+  param: GPUBuffer;
+  grad: GPUBuffer;
+  m: GPUBuffer;
+  v: GPUBuffer;
+  size: number;
+  /** Decoupled weight decay applies to this parameter. */
+  decay: boolean;
+}
+
+export interface ParamGroupOptions {
+  /** Which parameters get weight decay. Default: matrices only (W_enc, W_dec), not biases. */
+  decay?: (name: ParamName) => boolean;
+  /** Which parameters are trained. Default: all the SAE has. */
+  trainable?: (name: ParamName) => boolean;
+}
+
+/**
+ * Pairs each trainable parameter of `params` with its gradient buffer from `grads` and fresh zeroed
+ * Adam moments. A trainable parameter without a gradient buffer is an error.
+ */
+export function makeParamGroups(
+  device: GPUDevice,
+  cfg: SaeConfig,
+  params: SaeParams,
+  grads: Partial<Record<ParamName, GPUBuffer>>,
+  opts: ParamGroupOptions = {},
+): ParamGroup[] {
+  const decay = opts.decay ?? ((n) => n === "W_enc" || n === "W_dec");
+  const trainable = opts.trainable ?? (() => true);
+  const groups: ParamGroup[] = [];
+  for (const { name, size } of paramSizes(cfg, params.threshold !== undefined)) {
+    if (!trainable(name)) continue;
+    const grad = grads[name];
+    if (!grad) {
+      throw new Error(
+        `makeParamGroups: no gradient buffer for trainable parameter ${name}; ` +
+          `pass one or exclude it with opts.trainable`,
+      );
+    }
+    if (grad.size < size * 4) {
+      throw new Error(
+        `makeParamGroups: gradient of ${name} holds ${grad.size / 4} floats, need ${size}`,
+      );
+    }
+    groups.push({
+      name,
+      param: params[name]!,
+      grad,
+      // createBuffer memory is zero-initialised by WebGPU.
+      m: createBuffer(device, size * 4, `${name}.m`),
+      v: createBuffer(device, size * 4, `${name}.v`),
+      size,
+      decay: decay(name),
+    });
+  }
+  return groups;
+}
+
+/** Frees the Adam moments (the params and grads belong to their owners). */
+export function destroyMoments(groups: ParamGroup[]): void {
+  for (const g of groups) {
+    g.m.destroy();
+    g.v.destroy();
+  }
+}
