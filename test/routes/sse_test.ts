@@ -28,7 +28,7 @@ export async function readSse(res: Response): Promise<Sse[]> {
   return out;
 }
 
-async function served(hub: EventHub) {
+function served(hub: EventHub) {
   const app = new Hono();
   app.get("/jobs/:id/events", (c) => streamJobEvents(c, hub, c.req.param("id"), 20));
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, app.fetch);
@@ -37,7 +37,7 @@ async function served(hub: EventHub) {
 
 Deno.test("SSE over real HTTP: history, live events, Last-Event-ID resume without gap or duplicate", async () => {
   const hub = new EventHub(new MemoryEventStore());
-  const { server, url } = await served(hub);
+  const { server, url } = served(hub);
   try {
     await hub.publish("j", "state", { state: "running" });
     const live = fetch(`${url}/jobs/j/events`).then(readSse);
@@ -61,7 +61,7 @@ Deno.test("SSE over real HTTP: history, live events, Last-Event-ID resume withou
 
 Deno.test("50 concurrent SSE subscribers all receive every event", async () => {
   const hub = new EventHub(new MemoryEventStore());
-  const { server, url } = await served(hub);
+  const { server, url } = served(hub);
   try {
     const subs = Array.from({ length: 50 }, () => fetch(`${url}/jobs/k/events`).then(readSse));
     while (hub.subscriberCount("k") < 50) await new Promise((r) => setTimeout(r, 5));
