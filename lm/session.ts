@@ -76,11 +76,11 @@ export async function createSession(
 /** Wraps one of our GPUBuffers as an ORT tensor (no copy). */
 export function tensorFromGpu(
   buffer: GPUBuffer,
-  dataType: "float32" | "int64" | "int32" | "float16",
+  dataType: ort.Tensor.GpuBufferDataTypes,
   dims: readonly number[],
 ): ort.Tensor {
   return ort.Tensor.fromGpuBuffer(buffer as unknown as ort.Tensor.GpuBufferType, {
     dataType,
     dims,
-  } as ort.Tensor.GpuBufferConstructorParameters<"float32">);
+  });
 }
