@@ -40,6 +40,8 @@ export interface GradientOptions {
   wrt: string[];
   /** Example values for symbolic dims (by dim_param name) used to learn ranks and broadcasts. */
   exampleDims?: Record<string, number>;
+  /** Output name for the gradient of `wrt` (default `<wrt>_grad`). */
+  gradName?: (wrt: string) => string;
   /** Keep the forward outputs other than the loss (default true). */
   keepOutputs?: boolean;
 }
@@ -143,8 +145,11 @@ function dimsOfValueInfo(
 export function exampleShapes(
   model: ModelProto,
   exampleDims: Record<string, number> = {},
+  /** Receives the example value given to every symbolic dim. */
+  assigned: Record<string, number> = {},
 ): Map<string, ETensor> {
-  const example = { ...exampleDims };
+  const example = assigned;
+  Object.assign(example, exampleDims);
   const primes = [3, 5, 7, 11, 13, 17, 19, 23];
   let k = 0;
   const next = () => primes[k++ % primes.length];
@@ -460,7 +465,7 @@ export function buildGradient(model0: ModelProto, opts: GradientOptions): ModelP
   for (const v of [...(g.input ?? []), ...(g.valueInfo ?? [])]) valueInfo.set(v.name!, v);
   for (const [k, w] of opts.wrt.entries()) {
     const total = totals[k];
-    const outName = `${w}_grad`;
+    const outName = opts.gradName ? opts.gradName(w) : `${w}_grad`;
     if (taken.has(outName)) {
       throw new GradientBuildError(`output name "${outName}" is already used`);
     }
