@@ -175,6 +175,19 @@ export function suffixGradModel(model: ModelProto, hook: string): ModelProto {
   return m;
 }
 
+/**
+ * The KL training step's suffix: outputs kl_mean and grad_kl_hook only (no CE backward).
+ * Inputs as suffixWithLosses.
+ */
+export function klStepModel(model: ModelProto, hook: string): ModelProto {
+  return buildGradient(suffixWithLosses(model, hook), {
+    loss: "kl_mean",
+    wrt: ["hook"],
+    gradName: () => "grad_kl_hook",
+    keepOutputs: false,
+  });
+}
+
 export interface SpliceInputs {
   inputIds: BigInt64Array;
   recon: Float32Array;
