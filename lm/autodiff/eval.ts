@@ -81,9 +81,9 @@ export function attrString(node: NodeProto, name: string, dflt: string): string 
 export function tensorFromProto(t: TensorProto, withData = true): ETensor {
   const dims = (t.dims ?? []).map(toNum);
   const dtype = t.dataType ?? DataType.FLOAT;
-  if (!withData) return { dtype, dims, data: null };
-  if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
-    throw new EvalError(`tensor ${t.name}: external data is not loaded here`);
+  // Weights stored outside the model file are never needed for shapes: keep their dims only.
+  if (!withData || t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
+    return { dtype, dims, data: null };
   }
   const n = numel(dims);
   const out = new Float64Array(n);
@@ -346,6 +346,59 @@ function castValue(v: number, to: number): number {
   throw new EvalError(`Cast: target type ${to} is not supported`);
 }
 
+// Ops whose listed inputs must share one element type (ONNX type constraint T).
+const SAME_TYPE: Record<string, number[] | "all"> = {
+  Add: "all",
+  Sub: "all",
+  Mul: "all",
+  Div: "all",
+  Max: "all",
+  Min: "all",
+  Sum: "all",
+  Equal: "all",
+  Less: "all",
+  Greater: "all",
+  LessOrEqual: "all",
+  GreaterOrEqual: "all",
+  MatMul: "all",
+  Gemm: "all",
+  Concat: "all",
+  Range: "all",
+  Where: [1, 2],
+  LayerNormalization: "all",
+  SimplifiedLayerNormalization: "all",
+};
+const INT64_INPUTS: Record<string, number[]> = {
+  Reshape: [1],
+  Expand: [1],
+  Unsqueeze: [1],
+  Squeeze: [1],
+  ReduceSum: [1],
+  Split: [1],
+  Pad: [1],
+  ConstantOfShape: [0],
+  Trilu: [1],
+};
+
+function checkTypes(op: string, ins: (ETensor | undefined)[], what: string): void {
+  const same = SAME_TYPE[op];
+  if (same) {
+    const idx = same === "all" ? ins.map((_, i) => i) : same;
+    const ts = idx.map((i) => ins[i]?.dtype).filter((d): d is number =>
+      d !== undefined && d !== UNKNOWN
+    );
+    if (ts.some((d) => d !== ts[0])) {
+      throw new EvalError(`${what}: input types differ (${ts.join(", ")})`);
+    }
+  }
+  for (const i of INT64_INPUTS[op] ?? []) {
+    const d = ins[i]?.dtype;
+    if (d !== undefined && d !== UNKNOWN && d !== DataType.INT64) {
+      throw new EvalError(`${what}: input ${i} must be int64, found type ${d}`);
+    }
+  }
+}
+
 export interface EvalContext {
   opset: number;
 }
@@ -358,6 +411,7 @@ export function evalNode(
 ): ETensor[] {
   const op = node.opType!;
   const what = `${op} node "${node.name}"`;
+  checkTypes(op, ins, what);
   const x = ins[0]!;
   const un = (f: (v: number) => number) => [elementwise([x], x.dtype, f, what)];
   const isInt = (t: ETensor) => INT_TYPES.has(t.dtype);

@@ -12,6 +12,7 @@ import { runReference } from "../../util/onnx_interp.ts";
 import { checkGradient64, checkGradientOrt, type Feeds } from "../../util/gradcheck.ts";
 import { freshRng, type Rng } from "../../util/rand.ts";
 import { numel } from "../../../lm/autodiff/eval.ts";
+import { testGpu } from "../../util/gpu.ts";
 
 type Gen = "normal" | "pos" | { ints: number[] } | { bool: number[] };
 interface Case {
@@ -257,28 +258,59 @@ function buildCase(c: Case, dtype: number, feeds: Feeds, w: Float64Array | null)
   return g.build();
 }
 
+function caseInputs(c: Case, rng: Rng) {
+  const feeds: Feeds = {};
+  for (const [k, v] of Object.entries(c.inputs)) {
+    const gen = v.gen;
+    const dtype = gen && typeof gen === "object"
+      ? ("ints" in gen ? DataType.INT64 : DataType.BOOL)
+      : DataType.DOUBLE;
+    feeds[k] = { dtype, dims: v.dims, data: genValues(rng, v.dims, gen) };
+  }
+  const fwd = runReference(buildCase(c, DataType.DOUBLE, feeds, null), feeds)["out"];
+  const w = rng.normals64(numel(fwd.dims));
+  const allFeeds = { ...feeds, __outdims: fwd };
+  const wrt = Object.keys(c.inputs).filter((k) => !c.fixed?.includes(k));
+  return { feeds, allFeeds, w, wrt };
+}
+
 Deno.test("gradient rules match float64 finite differences and run in ORT wasm (float32)", async (t) => {
   const rng = freshRng("autodiff rules");
   for (const c of CASES) {
     await t.step(c.name, async () => {
-      const feeds: Feeds = {};
-      for (const [k, v] of Object.entries(c.inputs)) {
-        const gen = v.gen;
-        const dtype = gen && typeof gen === "object"
-          ? ("ints" in gen ? DataType.INT64 : DataType.BOOL)
-          : DataType.DOUBLE;
-        feeds[k] = { dtype, dims: v.dims, data: genValues(rng, v.dims, gen) };
-      }
-      const fwd = runReference(buildCase(c, DataType.DOUBLE, feeds, null), feeds)["out"];
-      const w = rng.normals64(numel(fwd.dims));
-      const allFeeds = { ...feeds, __outdims: fwd };
+      const { feeds, allFeeds, w, wrt } = caseInputs(c, rng);
       const m64 = buildCase(c, DataType.DOUBLE, allFeeds, w);
-      const wrt = Object.keys(c.inputs).filter((k) => !c.fixed?.includes(k));
       const grads = checkGradient64(m64, "loss", wrt, feeds, rng);
       if (!c.skipOrt) {
         const m32 = buildCase(c, DataType.FLOAT, allFeeds, w);
         await checkGradientOrt(m32, "loss", wrt, feeds, grads, "wasm");
       }
+    });
+  }
+});
+
+Deno.test("emitted gradient graphs run on ORT WebGPU (float32)", async (t) => {
+  const rng = freshRng("autodiff rules on webgpu");
+  const gpu = await testGpu();
+  for (const c of CASES) {
+    await t.step(c.name, async () => {
+      const { feeds, allFeeds, w, wrt } = caseInputs(c, rng);
+      const grads = checkGradient64(
+        buildCase(c, DataType.DOUBLE, allFeeds, w),
+        "loss",
+        wrt,
+        feeds,
+        rng,
+      );
+      await checkGradientOrt(
+        buildCase(c, DataType.FLOAT, allFeeds, w),
+        "loss",
+        wrt,
+        feeds,
+        grads,
+        "webgpu",
+        gpu.device,
+      );
     });
   }
 });
@@ -297,6 +329,15 @@ Deno.test("an op without a rule on the path is an error naming it; off the path 
   assert(missing.length === 1 && missing[0].opType === "Softplus", JSON.stringify(missing));
   const e = assertThrows(() => buildGradient(m, { loss: "loss", wrt: ["a"] }), NoGradientRuleError);
   assert(e.message.includes("Softplus") && e.message.includes(missing[0].node), e.message);
+});
+
+Deno.test("the evaluator rejects mixed float types, so float64 gradient graphs are type-checked", () => {
+  const g = new GraphBuilder(DataType.DOUBLE);
+  const a = g.input("a", [3]);
+  g.rename(g.node("Mul", [a, g.scalar(2, DataType.FLOAT)]), "out");
+  g.output("out", [3]);
+  const feeds: Feeds = { a: { dtype: DataType.DOUBLE, dims: [3], data: Float64Array.of(1, 2, 3) } };
+  assertThrows(() => runReference(g.build(), feeds), Error, "input types differ");
 });
 
 Deno.test("shape subgraphs carry no gradient and need no rule", () => {
