@@ -2,12 +2,11 @@
 // original outputs plus `<wrt>_grad` = ∂loss/∂wrt for each chosen input or initializer.
 //
 // Ranks, dtypes and broadcast axes come from evaluating the graph at example dims (symbolic dims
-// get distinct values ≥ 2), with shape subgraphs computed and big float tensors carried as dims
+// get distinct primes ≥ 3), with shape subgraphs computed and big float tensors carried as dims
 // only. Axes that are 1 at example dims and broadcast against a bigger dim are literal 1s, so the
 // un-broadcast ReduceSum axes found there hold for every run.
 import { DataType, type ModelProto, type NodeProto, onnx, type ValueInfoProto } from "../onnx.ts";
 import {
-  attr,
   type ETensor,
   evalGraph,
   FLOAT_TYPES,
@@ -256,7 +255,7 @@ export function missingGradientRules(
 
 function hasRule(n: NodeProto): boolean {
   const domainOk = !n.domain || n.domain === "ai.onnx" || n.domain === "com.microsoft";
-  return domainOk && n.opType! in RULES;
+  return domainOk && Object.hasOwn(RULES, n.opType!);
 }
 
 const toAttr = (name: string, v: number | number[] | string) => {
@@ -488,6 +487,3 @@ export function buildGradient(model0: ModelProto, opts: GradientOptions): ModelP
   }
   return model;
 }
-
-// Keep `attr` re-exported for rules that read attributes through the builder module.
-export { attr };
