@@ -1,0 +1,164 @@
+// deno task lm <command>: hook points, gradient-rule check and splice-grad for a user's ONNX LM.
+import { decodeModel, type ModelProto } from "./onnx.ts";
+import { missingGradientRules } from "./autodiff/builder.ts";
+import { exampleShapes } from "./autodiff/builder.ts";
+import { createSpliceGradSessions, spliceGrad, suffixWithLosses } from "./splice_grad.ts";
+import { f32, i64, need, readSafetensors, tensorOf, writeSafetensors } from "../lib/safetensors.ts";
+import type { ExecutionProvider } from "./session.ts";
+
+const USAGE = `usage:
+  deno task lm hooks MODEL
+  deno task lm check MODEL --hook H
+  deno task lm splice-grad MODEL --hook H --in IN.safetensors --out OUT.safetensors [--ep wasm|webgpu]`;
+
+export class CliError extends Error {
+  override name = "CliError";
+}
+
+function flags(args: string[]): { pos: string[]; opt: Record<string, string> } {
+  const pos: string[] = [], opt: Record<string, string> = {};
+  for (let i = 0; i < args.length; i++) {
+    if (args[i].startsWith("--")) {
+      const v = args[i + 1];
+      if (v === undefined || v.startsWith("--")) {
+        throw new CliError(`${args[i]} needs a value\n${USAGE}`);
+      }
+      opt[args[i].slice(2)] = v;
+      i++;
+    } else pos.push(args[i]);
+  }
+  return { pos, opt };
+}
+
+/**
+ * Residual-stream-shaped tensors ([batch, seq, d] float, d the width of the most such tensors),
+ * in graph order. A stand-in until lm/hooks.ts (listHookPoints) lands.
+ */
+export function hookCandidates(model: ModelProto): { name: string; dims: number[] }[] {
+  const assigned: Record<string, number> = {};
+  const shapes = exampleShapes(model, {}, assigned);
+  const ids = model.graph!.input![0];
+  const bt = exampleShapes(model).get(ids.name!)!.dims.slice(0, 2);
+  const out: { name: string; dims: number[] }[] = [];
+  for (const n of model.graph!.node ?? []) {
+    for (const o of n.output ?? []) {
+      const t = shapes.get(o);
+      if (
+        t && (t.dtype === 1 || t.dtype === 11) && t.dims.length === 3 && t.dims[0] === bt[0] &&
+        t.dims[1] === bt[1]
+      ) {
+        out.push({ name: o, dims: t.dims });
+      }
+    }
+  }
+  const count = new Map<number, number>();
+  for (const c of out) count.set(c.dims[2], (count.get(c.dims[2]) ?? 0) + 1);
+  const d = [...count].sort((a, b) => b[1] - a[1])[0]?.[0];
+  return out.filter((c) => c.dims[2] === d);
+}
+
+async function loadModel(path: string | undefined): Promise<ModelProto> {
+  if (!path) throw new CliError(`no MODEL given\n${USAGE}`);
+  return decodeModel(await Deno.readFile(path));
+}
+
+function needHook(model: ModelProto, hook: string | undefined): string {
+  if (!hook) throw new CliError(`--hook is required\n${USAGE}`);
+  const names = new Set((model.graph!.node ?? []).flatMap((n) => n.output ?? []));
+  if (!names.has(hook)) {
+    const c = hookCandidates(model).map((h) => h.name);
+    throw new CliError(
+      `hook "${hook}" is not a tensor of the model; candidates:\n  ${c.join("\n  ")}`,
+    );
+  }
+  return hook;
+}
+
+export async function main(args: string[]): Promise<number> {
+  const [cmd, ...rest] = args;
+  const { pos, opt } = flags(rest);
+  switch (cmd) {
+    case "hooks": {
+      const model = await loadModel(pos[0]);
+      for (const h of hookCandidates(model)) console.log(`${h.name}\t[batch, seq, ${h.dims[2]}]`);
+      return 0;
+    }
+    case "check": {
+      const model = await loadModel(pos[0]);
+      const hook = needHook(model, opt.hook);
+      const suffix = suffixWithLosses(model, hook);
+      const missing = [
+        ...missingGradientRules(suffix, "kl_mean", ["hook"]),
+        ...missingGradientRules(suffix, "ce_mean", ["hook"]),
+      ];
+      const uniq = [...new Map(missing.map((m) => [m.node, m])).values()];
+      if (!uniq.length) console.log("ok");
+      else for (const m of uniq) console.log(`no gradient rule: ${m.opType}\t(node "${m.node}")`);
+      return uniq.length ? 1 : 0;
+    }
+    case "splice-grad": {
+      const model = await loadModel(pos[0]);
+      const hook = needHook(model, opt.hook);
+      if (!opt.in || !opt.out) throw new CliError(`--in and --out are required\n${USAGE}`);
+      const ep = (opt.ep ?? "wasm") as ExecutionProvider;
+      if (ep !== "wasm" && ep !== "webgpu") {
+        throw new CliError(`--ep must be wasm or webgpu, not ${ep}`);
+      }
+      const file = await readSafetensors(opt.in);
+      const idsT = need(file, "input_ids");
+      if (idsT.shape.length !== 2) {
+        throw new CliError(`input_ids must be [B,T], found [${idsT.shape}]`);
+      }
+      const [B, T] = idsT.shape;
+      const reconT = need(file, "recon");
+      if (reconT.shape[0] !== B || reconT.shape[1] !== T || reconT.shape.length !== 3) {
+        throw new CliError(`recon must be [${B},${T},d], found [${reconT.shape}]`);
+      }
+      let device: GPUDevice | undefined;
+      if (ep === "webgpu") {
+        const { acquireGpu } = await import("../gpu/device.ts");
+        device = (await acquireGpu({ log: false })).device;
+      }
+      const s = await createSpliceGradSessions(model, hook, { ep, device });
+      try {
+        const out = await spliceGrad(s, {
+          inputIds: i64(idsT, "input_ids"),
+          recon: f32(reconT, "recon"),
+          batch: B,
+          seq: T,
+        });
+        await writeSafetensors(
+          opt.out,
+          Object.fromEntries(Object.entries(out).map(([k, v]) => [k, tensorOf(v.data, v.dims)])),
+          { hook_tensor: hook, ep },
+        );
+        const mean = (a: Float32Array) => a.reduce((p, q) => p + q, 0) / a.length;
+        console.log(
+          `wrote ${opt.out}: mean KL ${mean(out.kl_per_token.data).toFixed(5)}, CE clean ` +
+            `${mean(out.ce_clean_per_token.data).toFixed(4)}, spliced ${
+              mean(out.ce_spliced_per_token.data).toFixed(4)
+            }, ` +
+            `zero ${mean(out.ce_zero_per_token.data).toFixed(4)}`,
+        );
+      } finally {
+        await s.release();
+      }
+      return 0;
+    }
+    default:
+      console.error(USAGE);
+      return 2;
+  }
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (e) {
+    if (e instanceof CliError) {
+      console.error(e.message);
+      Deno.exit(2);
+    }
+    throw e;
+  }
+}
