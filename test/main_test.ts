@@ -91,3 +91,15 @@ Deno.test("unreachable PostgreSQL: a clear message and exit ≠ 0", async () => 
   assertEquals(out.code, 4);
   assert(err.includes("cannot open PostgreSQL"), err);
 });
+
+Deno.test("no GPU adapter: one line saying how to get one, exit code 3", async () => {
+  // wgpu with only a backend this OS lacks finds no adapter, as on a machine without drivers.
+  const out = await startServer(["--port", String(freePort())], { DENO_WEBGPU_BACKEND: "dx12" })
+    .output();
+  const err = new TextDecoder().decode(out.stderr).split("\n").filter((l) =>
+    l.startsWith("splice:")
+  );
+  assertEquals(out.code, 3);
+  assertEquals(err.length, 1);
+  assertStringIncludes(err[0], "mesa-vulkan-drivers");
+});
