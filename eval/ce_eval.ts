@@ -1,0 +1,228 @@
+// CE-eval: for a model, hook, SAE and token batches, the LM's next-token CE clean, with the SAE's
+// reconstruction spliced in, with the hook zero-ablated and mean-ablated; the fraction of CE
+// recovered; KL(p_clean ‖ p_spliced); reconstruction metrics; CE and KL per position. One tap
+// forward and three suffix forwards per batch. Averages are pooled over tokens.
+import type { ModelProto } from "../lm/onnx.ts";
+import { encodeModel } from "../lm/onnx.ts";
+import { createSession, type ExecutionProvider, type LmSession, ort } from "../lm/session.ts";
+import { suffixWithLosses, tapModel } from "../lm/splice_grad.ts";
+import { type Activations, ReconAccumulator, type ReconMetrics } from "./recon_metrics.ts";
+
+export class EvalError extends Error {
+  override name = "EvalError";
+}
+
+/** What CE-eval needs of an SAE: its width and a reconstruction of a batch of activations. */
+export interface Reconstructor {
+  dIn: number;
+  dSae?: number;
+  reconstruct(
+    x: Float32Array,
+    nTokens: number,
+  ): Promise<{ xhat: Float32Array; acts?: Activations }>;
+}
+
+export interface CeEvalOptions {
+  model: ModelProto;
+  hook: string;
+  ep: ExecutionProvider;
+  device?: GPUDevice;
+  /** Token batches [batch, seq] (int64). */
+  batches: AsyncIterable<BigInt64Array> | Iterable<BigInt64Array>;
+  batchSize: number;
+  seqLen: number;
+  /** Total batches, for progress only. */
+  totalBatches?: number;
+  sae: Reconstructor;
+  /** Positions 0..n−1 are left out of every average (and keep their original activations). */
+  skipFirstPositions?: number;
+  /** Token ids (BOS, EOS, pad) left out of the averages (and kept original in the splice). */
+  excludeTokens?: number[];
+  onProgress?: (done: { tokens: number; totalTokens?: number }) => void;
+  signal?: AbortSignal;
+}
+
+export interface CeEvalResult {
+  averaging: "pooled over tokens";
+  tokens: number;
+  ceClean: number;
+  ceSpliced: number;
+  ceZeroAblation: number;
+  ceMeanAblation: number;
+  /** (CE_zero − CE_spliced) / (CE_zero − CE_clean). */
+  ceRecovered: number;
+  /** The same against mean-ablation. */
+  ceRecoveredMean: number;
+  ceGap: number;
+  kl: number;
+  /** KL score: (KL_zero − KL_spliced) / KL_zero. */
+  klScore: number;
+  klZero: number;
+  recon: ReconMetrics;
+  perPosition: { ceClean: number[]; ceSpliced: number[]; kl: number[] };
+}
+
+export interface EvalSessions {
+  tap: LmSession;
+  suffix: LmSession;
+  hookName: string;
+  release(): Promise<void>;
+}
+
+export async function createEvalSessions(
+  model: ModelProto,
+  hook: string,
+  ep: ExecutionProvider,
+  device?: GPUDevice,
+): Promise<EvalSessions> {
+  const tap = await createSession(encodeModel(tapModel(model, hook)), { ep, device });
+  const suffix = await createSession(encodeModel(suffixWithLosses(model, hook)), { ep, device });
+  return {
+    tap,
+    suffix,
+    hookName: hook,
+    release: async () => {
+      await tap.release();
+      await suffix.release();
+    },
+  };
+}
+
+export async function ceEval(opts: CeEvalOptions, sessions?: EvalSessions): Promise<CeEvalResult> {
+  const B = opts.batchSize, T = opts.seqLen;
+  if (T < 2) {
+    throw new EvalError(`sequence length ${T} is too short: next-token CE needs at least 2`);
+  }
+  const own = !sessions;
+  sessions ??= await createEvalSessions(opts.model, opts.hook, opts.ep, opts.device);
+  const skip = opts.skipFirstPositions ?? 0;
+  const excluded = new Set(opts.excludeTokens ?? []);
+  const acc = new ReconAccumulator(opts.sae.dIn, opts.sae.dSae);
+  const sums = { clean: 0, spliced: 0, zero: 0, mean: 0, kl: 0, klZero: 0, ceN: 0, klN: 0 };
+  const pos = {
+    ceClean: new Float64Array(T - 1),
+    ceSpliced: new Float64Array(T - 1),
+    kl: new Float64Array(T),
+    nCe: new Float64Array(T - 1),
+    nKl: new Float64Array(T),
+  };
+  let tokens = 0, haveActs = false, d = 0;
+  try {
+    for await (const ids of opts.batches) {
+      opts.signal?.throwIfAborted();
+      if (ids.length !== B * T) {
+        throw new EvalError(`a batch has ${ids.length} tokens; expected ${B}×${T}`);
+      }
+      const idsT = new ort.Tensor("int64", ids, [B, T]);
+      const tapOut = await sessions.tap.run({ [sessions.tap.inputNames[0]]: idsT });
+      const hookOut = tapOut[opts.hook];
+      if (!hookOut) throw new EvalError(`the tap session has no output for hook "${opts.hook}"`);
+      d = hookOut.dims[2];
+      if (d !== opts.sae.dIn) {
+        throw new EvalError(
+          `the SAE reads ${opts.sae.dIn}-wide activations but hook "${opts.hook}" is ${d} wide`,
+        );
+      }
+      const x = Float32Array.from(hookOut.data as Float32Array);
+      // Positions left out keep their original activations in every spliced run.
+      const keep = new Uint8Array(B * T);
+      for (let b = 0; b < B; b++) {
+        for (let t = 0; t < T; t++) {
+          keep[b * T + t] = t >= skip && !excluded.has(Number(ids[b * T + t])) ? 1 : 0;
+        }
+      }
+      const { xhat, acts } = await opts.sae.reconstruct(x, B * T);
+      if (acts) haveActs = true;
+      acc.add(x, xhat, acts, keep);
+      const mean = new Float64Array(d);
+      let nk = 0;
+      for (let r = 0; r < B * T; r++) {
+        if (!keep[r]) continue;
+        nk++;
+        for (let i = 0; i < d; i++) mean[i] += x[r * d + i];
+      }
+      const spliceIn = (f: (r: number, i: number) => number) => {
+        const out = new Float32Array(B * T * d);
+        for (let r = 0; r < B * T; r++) {
+          for (let i = 0; i < d; i++) out[r * d + i] = keep[r] ? f(r, i) : x[r * d + i];
+        }
+        return out;
+      };
+      const run = (hook: Float32Array) => {
+        const feeds: Record<string, ort.Tensor> = {
+          hook: new ort.Tensor("float32", hook, [B, T, d]),
+          logprobs_clean: tapOut["logprobs_clean"],
+          labels: idsT,
+        };
+        for (const n of sessions!.suffix.inputNames) if (!(n in feeds)) feeds[n] = idsT;
+        return sessions!.suffix.run(feeds);
+      };
+      const sp = await run(spliceIn((r, i) => xhat[r * d + i]));
+      const zero = await run(spliceIn(() => 0));
+      const meanOut = await run(spliceIn((_, i) => mean[i] / Math.max(nk, 1)));
+      const lp = tapOut["logprobs_clean"].data as Float32Array;
+      const V = tapOut["logprobs_clean"].dims[2];
+      const ceS = sp["ce_per_token"].data as Float32Array,
+        ceZ = zero["ce_per_token"].data as Float32Array;
+      const ceM = meanOut["ce_per_token"].data as Float32Array;
+      const klS = sp["kl_per_token"].data as Float32Array,
+        klZ = zero["kl_per_token"].data as Float32Array;
+      for (let b = 0; b < B; b++) {
+        for (let t = 0; t < T; t++) {
+          const r = b * T + t;
+          if (!keep[r]) continue;
+          sums.kl += klS[r];
+          sums.klZero += klZ[r];
+          sums.klN++;
+          pos.kl[t] += klS[r];
+          pos.nKl[t]++;
+          if (t === T - 1) continue;
+          const c = b * (T - 1) + t;
+          const ceClean = -lp[r * V + Number(ids[r + 1])];
+          sums.clean += ceClean;
+          sums.spliced += ceS[c];
+          sums.zero += ceZ[c];
+          sums.mean += ceM[c];
+          sums.ceN++;
+          pos.ceClean[t] += ceClean;
+          pos.ceSpliced[t] += ceS[c];
+          pos.nCe[t]++;
+        }
+      }
+      tokens += B * T;
+      opts.onProgress?.({
+        tokens,
+        totalTokens: opts.totalBatches ? opts.totalBatches * B * T : undefined,
+      });
+    }
+  } finally {
+    if (own) await sessions.release();
+  }
+  if (tokens === 0) throw new EvalError("the data set gave no batches to evaluate");
+  const n = Math.max(sums.ceN, 1);
+  const ceClean = sums.clean / n, ceSpliced = sums.spliced / n;
+  const ceZero = sums.zero / n, ceMean = sums.mean / n;
+  const kl = sums.kl / Math.max(sums.klN, 1), klZero = sums.klZero / Math.max(sums.klN, 1);
+  const per = (s: Float64Array, c: Float64Array) =>
+    Array.from(s, (v, i) => (c[i] ? v / c[i] : NaN));
+  return {
+    averaging: "pooled over tokens",
+    tokens: sums.klN,
+    ceClean,
+    ceSpliced,
+    ceZeroAblation: ceZero,
+    ceMeanAblation: ceMean,
+    ceRecovered: (ceZero - ceSpliced) / (ceZero - ceClean),
+    ceRecoveredMean: (ceMean - ceSpliced) / (ceMean - ceClean),
+    ceGap: ceSpliced - ceClean,
+    kl,
+    klScore: (klZero - kl) / klZero,
+    klZero,
+    recon: acc.result(haveActs),
+    perPosition: {
+      ceClean: per(pos.ceClean, pos.nCe),
+      ceSpliced: per(pos.ceSpliced, pos.nCe),
+      kl: per(pos.kl, pos.nKl),
+    },
+  };
+}
