@@ -1,0 +1,55 @@
+// Tokenizers behind one interface: UTF-8 bytes (the embedded default, token id = byte value) and
+// Hugging Face tokenizer.json files through @huggingface/tokenizers.
+
+export interface Tokenizer {
+  name: string;
+  vocabSize: number;
+  encode(text: string): number[];
+  decode(ids: ArrayLike<number>): string;
+  bos?: number;
+  eos?: number;
+  pad?: number;
+}
+
+export const byteTokenizer: Tokenizer = {
+  name: "bytes",
+  vocabSize: 256,
+  encode: (text) => Array.from(new TextEncoder().encode(text)),
+  decode: (ids) => new TextDecoder().decode(Uint8Array.from(ids as ArrayLike<number>)),
+};
+
+/** Loads a tokenizer.json (and tokenizer_config.json beside it, when present, for special tokens). */
+export async function loadTokenizerJson(path: string): Promise<Tokenizer> {
+  const { Tokenizer: HfTokenizer } = await import("@huggingface/tokenizers");
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(await Deno.readTextFile(path));
+  } catch (e) {
+    throw new Error(`cannot read tokenizer "${path}": ${(e as Error).message}`);
+  }
+  let config: Record<string, unknown> = {};
+  try {
+    config = JSON.parse(await Deno.readTextFile(path.replace(/[^/]*$/, "tokenizer_config.json")));
+  } catch { /* optional */ }
+  const tok = new HfTokenizer(json, config);
+  const model = (json.model ?? {}) as { vocab?: Record<string, number> | unknown[] };
+  const added = (json.added_tokens ?? []) as { id: number; content: string }[];
+  const vocabSize = Math.max(
+    Array.isArray(model.vocab) ? model.vocab.length : Object.keys(model.vocab ?? {}).length,
+    ...added.map((t) => t.id + 1),
+  );
+  const special = (key: string): number | undefined => {
+    const v = config[key];
+    const content = typeof v === "string" ? v : (v as { content?: string } | undefined)?.content;
+    return content === undefined ? undefined : added.find((t) => t.content === content)?.id;
+  };
+  return {
+    name: path,
+    vocabSize,
+    encode: (text) => [...tok.encode(text, { add_special_tokens: false }).ids],
+    decode: (ids) => tok.decode(Array.from(ids), { skip_special_tokens: false }),
+    bos: special("bos_token"),
+    eos: special("eos_token"),
+    pad: special("pad_token"),
+  };
+}
