@@ -26,6 +26,11 @@ export interface StepOptions {
   beta1?: number;
   beta2?: number;
   eps?: number;
+  /**
+   * Instead of the linear suffix's KL gradient, use ∂/∂x̂ = wMse·∂mse/∂x̂ + wExt·g (g from an LM);
+   * this is how the loop combines the two terms.
+   */
+  extraGrad?: { g: Float64Array | null; wMse: number; wExt: number };
 }
 
 function logSoftmax(z: Float64Array): Float64Array {
@@ -121,7 +126,9 @@ export function referenceStep(
   let mse = 0;
   for (let e = 0; e < n * d; e++) mse += (fwd.xhat[e] - x[e]) ** 2;
   mse /= n * d;
-  const klr = linearSuffixKl(fwd.xhat, U, lpClean, n, d, V);
+  const klr = opt.extraGrad
+    ? { klMean: 0, grad: new Float64Array(n * d) }
+    : linearSuffixKl(fwd.xhat, U, lpClean, n, d, V);
   const w = opt.objective === "mse"
     ? { mse: 1, kl: 0, alpha: 0 }
     : opt.objective === "kl_mse"
@@ -131,7 +138,10 @@ export function referenceStep(
     : { mse: 0, kl: 1, alpha: 1 };
   const dx = new Float64Array(n * d);
   for (let e = 0; e < n * d; e++) {
-    dx[e] = w.mse * 2 * (fwd.xhat[e] - x[e]) / (n * d) + w.kl * klr.grad[e];
+    dx[e] = opt.extraGrad
+      ? opt.extraGrad.wMse * 2 * (fwd.xhat[e] - x[e]) / (n * d) +
+        opt.extraGrad.wExt * (opt.extraGrad.g?.[e] ?? 0)
+      : w.mse * 2 * (fwd.xhat[e] - x[e]) / (n * d) + w.kl * klr.grad[e];
   }
   const g = {
     W_enc: new Float64Array(d * m),

@@ -1,0 +1,210 @@
+// The fine-tune loop (paper Eq. 8–9). Per batch: the LM's tap gives the hook activations x and
+// the clean log-probs; the SAE reconstructs x̂; for KL objectives one suffix session returns
+// mean KL(p_clean ‖ p_spliced) and ∂KL/∂x̂; α = mse/(kl+1e-8) is detached; the SAE gets
+// 0.5·(∂mse/∂x̂ + α·∂KL/∂x̂) plus its own sparsity/aux terms; clip; AdamW at the scheduled LR.
+import type { ModelProto } from "../lm/onnx.ts";
+import { encodeModel } from "../lm/onnx.ts";
+import { createSession, type ExecutionProvider, type LmSession, ort } from "../lm/session.ts";
+import { klStepModel, tapModel } from "../lm/splice_grad.ts";
+import {
+  assertFinite,
+  type Checkpoint,
+  loadLatestCheckpoint,
+  saveCheckpoint,
+} from "./checkpoint.ts";
+import { createL1Controller, type L1Controller, updateL1 } from "./l1_controller.ts";
+import { type Objective, objectiveWeights } from "./objective.ts";
+import { lrAt, type LrSchedule, validateSchedule } from "./schedule.ts";
+
+/** What the loop needs of an SAE and its optimizer (implemented on the GPU by sae/trainer.ts). */
+export interface SaeTrainer {
+  readonly dIn: number;
+  /** Reconstructs x [n, d]; keeps what backward needs. */
+  forward(x: Float32Array, n: number): Promise<{ xhat: Float32Array; mse: number; l0: number }>;
+  /**
+   * Backward of wMse·mse + wExt·⟨gExt, x̂⟩ (gExt = ∂KL/∂x̂ from the LM) + the SAE's own terms
+   * (L1 with `l1` for relu, auxk for topk), then global-norm clipping and one AdamW step at lr.
+   */
+  backwardAndStep(
+    opts: { wMse: number; gExt: Float32Array | null; wExt: number; lr: number; l1?: number },
+  ): Promise<{ gradNorm: number; aux: number; dead: number }>;
+  /** Weights and optimizer state, for checkpoints. */
+  state(): Promise<Map<string, { data: Float32Array; shape: number[] }>>;
+  restore(state: Map<string, { data: Float32Array; shape: number[] }>): Promise<void>;
+}
+
+export interface Batches {
+  next(): BigInt64Array;
+  readonly cursor: unknown;
+  seek(c: never): void;
+}
+
+export interface FinetuneOptions {
+  objective: Objective;
+  model: ModelProto;
+  hook: string;
+  ep: ExecutionProvider;
+  device?: GPUDevice;
+  sae: SaeTrainer;
+  data: Batches;
+  batchSize: number;
+  seqLen: number;
+  steps: number;
+  schedule: Omit<LrSchedule, "totalSteps">;
+  /** relu: the App. E controller holds L0 at target from λ0. */
+  l1?: { lambda: number; target?: number; controller: boolean };
+  metricsEvery?: number;
+  checkpointEvery?: number;
+  checkpointDir?: string;
+  onMetrics?: (m: StepMetrics) => void | Promise<void>;
+  onCheckpoint?: (step: number, dir: string) => void | Promise<void>;
+  signal?: AbortSignal;
+}
+
+export interface StepMetrics {
+  step: number;
+  tokens: number;
+  mse: number;
+  kl: number | null;
+  alpha: number | null;
+  loss: number;
+  l0: number;
+  lr: number;
+  gradNorm: number;
+  aux: number;
+  deadLatents: number;
+  l1Lambda: number | null;
+  tokensPerSecond: number;
+}
+
+interface LoopState {
+  cursor: unknown;
+  l1: L1Controller | null;
+}
+
+export interface LmStepSessions {
+  tap: LmSession;
+  kl: LmSession | null;
+  release(): Promise<void>;
+}
+
+export async function createLmStepSessions(
+  model: ModelProto,
+  hook: string,
+  needKl: boolean,
+  ep: ExecutionProvider,
+  device?: GPUDevice,
+): Promise<LmStepSessions> {
+  const tap = await createSession(encodeModel(tapModel(model, hook)), { ep, device });
+  const kl = needKl
+    ? await createSession(encodeModel(klStepModel(model, hook)), { ep, device })
+    : null;
+  return {
+    tap,
+    kl,
+    release: async () => {
+      await tap.release();
+      await kl?.release();
+    },
+  };
+}
+
+export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
+  const B = opts.batchSize, T = opts.seqLen, N = B * T;
+  const schedule: LrSchedule = { ...opts.schedule, totalSteps: opts.steps };
+  validateSchedule(schedule);
+  const needKl = opts.objective !== "mse";
+  const own = !lm;
+  lm ??= await createLmStepSessions(opts.model, opts.hook, needKl, opts.ep, opts.device);
+  let start = 0;
+  let state: LoopState = {
+    cursor: opts.data.cursor,
+    l1: opts.l1?.controller && opts.l1.target
+      ? createL1Controller(opts.l1.lambda, opts.l1.target)
+      : null,
+  };
+  if (opts.checkpointDir) {
+    const ck = await loadLatestCheckpoint<LoopState>(opts.checkpointDir);
+    if (ck) {
+      await opts.sae.restore(ck.tensors);
+      state = ck.state;
+      opts.data.seek(state.cursor as never);
+      start = ck.step;
+    }
+  }
+  let t0 = performance.now(), tokensSince = 0;
+  let last: StepMetrics | null = null;
+  try {
+    for (let step = start; step < opts.steps; step++) {
+      opts.signal?.throwIfAborted();
+      const ids = opts.data.next();
+      const idsT = new ort.Tensor("int64", ids, [B, T]);
+      const tapOut = await lm.tap.run({ [lm.tap.inputNames[0]]: idsT });
+      const hookOut = tapOut[opts.hook];
+      const d = hookOut.dims[2];
+      if (d !== opts.sae.dIn) {
+        throw new Error(
+          `the SAE reads ${opts.sae.dIn}-wide activations but hook "${opts.hook}" is ${d} wide`,
+        );
+      }
+      const x = hookOut.data as Float32Array;
+      const fwd = await opts.sae.forward(x, N);
+      let kl: number | null = null, gKl: Float32Array | null = null;
+      if (lm.kl) {
+        const feeds: Record<string, ort.Tensor> = {
+          hook: new ort.Tensor("float32", fwd.xhat, [B, T, d]),
+          logprobs_clean: tapOut["logprobs_clean"],
+          labels: idsT,
+        };
+        for (const n of lm.kl.inputNames) if (!(n in feeds)) feeds[n] = idsT;
+        const out = await lm.kl.run(feeds);
+        kl = (out["kl_mean"].data as Float32Array)[0];
+        gKl = out["grad_kl_hook"].data as Float32Array;
+      }
+      const w = objectiveWeights(opts.objective, fwd.mse, kl ?? 0);
+      assertFinite("loss", [w.loss], step);
+      const lr = lrAt(schedule, step);
+      const l1 = state.l1?.lambda ?? opts.l1?.lambda;
+      const bw = await opts.sae.backwardAndStep({ wMse: w.mse, gExt: gKl, wExt: w.kl, lr, l1 });
+      assertFinite("gradient norm", [bw.gradNorm], step);
+      if (state.l1) state.l1 = updateL1(state.l1, fwd.l0);
+      tokensSince += N;
+      state.cursor = opts.data.cursor;
+      const every = opts.metricsEvery ?? 8;
+      if ((step + 1) % every === 0 || step === opts.steps - 1) {
+        const now = performance.now();
+        last = {
+          step: step + 1,
+          tokens: (step + 1) * N,
+          mse: fwd.mse,
+          kl,
+          alpha: needKl ? w.alpha : null,
+          loss: w.loss,
+          l0: fwd.l0,
+          lr,
+          gradNorm: bw.gradNorm,
+          aux: bw.aux,
+          deadLatents: bw.dead,
+          l1Lambda: state.l1?.lambda ?? null,
+          tokensPerSecond: tokensSince / ((now - t0) / 1000),
+        };
+        t0 = now;
+        tokensSince = 0;
+        await opts.onMetrics?.(last);
+      }
+      const ckEvery = opts.checkpointEvery ?? 0;
+      if (
+        opts.checkpointDir && ckEvery && ((step + 1) % ckEvery === 0 || step === opts.steps - 1)
+      ) {
+        const tensors = await opts.sae.state();
+        for (const [name, t] of tensors) assertFinite(name, t.data, step + 1);
+        const ck: Checkpoint<LoopState> = { step: step + 1, state, tensors };
+        const dir = await saveCheckpoint(opts.checkpointDir, ck);
+        await opts.onCheckpoint?.(step + 1, dir);
+      }
+    }
+  } finally {
+    if (own) await lm.release();
+  }
+  return { steps: opts.steps, resumedFrom: start, last };
+}
