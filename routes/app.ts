@@ -9,7 +9,9 @@ import type { EventHub } from "../jobs/events.ts";
 import type { JobRunner } from "../jobs/runner.ts";
 import { ApiError, errorBody, onError } from "./errors.ts";
 import { healthRoutes } from "./health.ts";
+import { finetuneRoutes } from "./finetunes.ts";
 import { modelRoutes } from "./models.ts";
+import { saeRoutes } from "./saes.ts";
 
 export interface AppDeps {
   config: Config;
@@ -58,5 +60,7 @@ export function createApp(deps: AppDeps): Hono {
   }
   app.route("/health", healthRoutes(deps));
   app.route("/models", modelRoutes(deps));
+  app.route("/saes", saeRoutes(deps));
+  app.route("/finetunes", finetuneRoutes(deps));
   return app;
 }

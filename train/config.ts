@@ -32,6 +32,9 @@ export const FinetuneConfig = z.object({
   batch_size: z.number().int().min(1).max(4096).default(8).describe("sequences per step"),
   seq_len: z.number().int().min(2).max(1 << 16).default(128),
   lr: z.number().gt(0).max(1).default(5e-5),
+  pretrain_lr: z.number().gt(0).max(1).default(1e-3).describe(
+    "from scratch: the LR of the MSE phase before the fine-tune",
+  ),
   weight_decay: z.number().min(0).max(1).default(0.01),
   grad_clip: z.number().gt(0).default(1.0),
   warmup_steps: z.number().int().min(0).default(0),
@@ -51,6 +54,9 @@ export const FinetuneConfig = z.object({
   seed: z.number().int().min(0).max(2 ** 31 - 1).default(0),
   metrics_every: z.number().int().min(1).default(8),
   checkpoint_every: z.number().int().min(1).default(64),
+  eval_sequences: z.number().int().min(0).max(100_000).default(32).describe(
+    "held-out sequences for the CE-eval at the end (0: none)",
+  ),
   ep: z.enum(["auto", "wasm", "webgpu"]).default("auto").describe(
     "ONNX Runtime EP for the LM: auto = webgpu on a hardware adapter, wasm on a software one",
   ),

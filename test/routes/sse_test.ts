@@ -2,31 +2,7 @@ import { assertEquals } from "@std/assert";
 import { Hono } from "hono";
 import { EventHub, MemoryEventStore } from "../../jobs/events.ts";
 import { streamJobEvents } from "../../routes/sse.ts";
-
-interface Sse {
-  id: number;
-  event: string;
-  data: unknown;
-}
-
-/** A minimal SSE parser over a fetch Response (what a notebook client does). */
-export async function readSse(res: Response): Promise<Sse[]> {
-  const text = await res.text();
-  const out: Sse[] = [];
-  for (const block of text.split("\n\n")) {
-    const fields: Record<string, string> = {};
-    for (const line of block.split("\n")) {
-      if (!line || line.startsWith(":")) continue;
-      const i = line.indexOf(":");
-      fields[line.slice(0, i)] = (fields[line.slice(0, i)] ? fields[line.slice(0, i)] + "\n" : "") +
-        line.slice(i + 2);
-    }
-    if (fields.id) {
-      out.push({ id: Number(fields.id), event: fields.event, data: JSON.parse(fields.data) });
-    }
-  }
-  return out;
-}
+import { readSse } from "../util/sse.ts";
 
 function served(hub: EventHub) {
   const app = new Hono();

@@ -1,9 +1,10 @@
 // A float64 TopK SaeTrainer over test/util/reference_finetune.ts: lets the fine-tune loop be tested
 // against the closed-form reference, independently of the GPU engine.
-import type { SaeTrainer } from "../../train/finetune.ts";
+import type { OwnedTrainer, TrainerFactory } from "../../jobs/finetune_job.ts";
+import type { Sae } from "../../sae/types.ts";
 import { type Adam64, referenceStep, type Sae64, topkForward } from "./reference_finetune.ts";
 
-export class ReferenceTrainer implements SaeTrainer {
+export class ReferenceTrainer implements OwnedTrainer {
   readonly dIn: number;
   adam: Adam64 = { m: {}, v: {}, t: 0 };
   /** Gradients of the last step (before clipping), for tests. */
@@ -55,9 +56,65 @@ export class ReferenceTrainer implements SaeTrainer {
   }
 
   state() {
-    return Promise.resolve(new Map());
+    const out = new Map<string, { data: Float32Array; shape: number[] }>();
+    for (const name of ["W_enc", "b_enc", "W_dec", "b_dec"] as const) {
+      out.set(name, { data: Float32Array.from(this.sae[name]), shape: [this.sae[name].length] });
+      if (this.adam.m[name]) {
+        out.set(`m.${name}`, {
+          data: Float32Array.from(this.adam.m[name]),
+          shape: [this.sae[name].length],
+        });
+        out.set(`v.${name}`, {
+          data: Float32Array.from(this.adam.v[name]),
+          shape: [this.sae[name].length],
+        });
+      }
+    }
+    out.set("adam.t", { data: Float32Array.of(this.adam.t), shape: [1] });
+    return Promise.resolve(out);
   }
-  restore() {
+
+  restore(state: Map<string, { data: Float32Array; shape: number[] }>) {
+    for (const name of ["W_enc", "b_enc", "W_dec", "b_dec"] as const) {
+      this.sae[name] = Float64Array.from(state.get(name)!.data);
+      if (state.has(`m.${name}`)) {
+        this.adam.m[name] = Float64Array.from(state.get(`m.${name}`)!.data);
+        this.adam.v[name] = Float64Array.from(state.get(`v.${name}`)!.data);
+      }
+    }
+    this.adam.t = state.get("adam.t")!.data[0];
     return Promise.resolve();
   }
+
+  toSae(): Promise<Sae> {
+    const s = this.sae;
+    return Promise.resolve({
+      cfg: { kind: "topk", dIn: s.dIn, dSae: s.dSae, k: s.k },
+      weights: {
+        W_enc: Float32Array.from(s.W_enc),
+        b_enc: Float32Array.from(s.b_enc),
+        W_dec: Float32Array.from(s.W_dec),
+        b_dec: Float32Array.from(s.b_dec),
+      },
+    });
+  }
+
+  release(): void {}
 }
+
+/** A TrainerFactory over the float64 reference (TopK only), for service tests. */
+export const referenceTrainerFactory: TrainerFactory = (_gpu, sae, opts) => {
+  if (sae.cfg.kind !== "topk") throw new Error("the reference trainer is TopK only");
+  const w = sae.weights;
+  return Promise.resolve(
+    new ReferenceTrainer({
+      dIn: sae.cfg.dIn,
+      dSae: sae.cfg.dSae,
+      k: sae.cfg.k!,
+      W_enc: Float64Array.from(w.W_enc),
+      b_enc: Float64Array.from(w.b_enc),
+      W_dec: Float64Array.from(w.W_dec),
+      b_dec: Float64Array.from(w.b_dec),
+    }, { weightDecay: opts.weightDecay, clip: opts.gradClip }),
+  );
+};

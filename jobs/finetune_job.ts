@@ -1,0 +1,233 @@
+// The "finetune" job: resolves the model, SAE and data, runs train/finetune.ts with checkpoints
+// under the job's directory (so a restart resumes), streams metrics, writes the SAE in SAELens
+// layout, registers it, and evaluates it on held-out text.
+import { eq } from "drizzle-orm";
+import type { Database } from "../db/client.ts";
+import type { MetricsWriter } from "../db/metrics_writer.ts";
+import { models, saes } from "../db/schema.ts";
+import type { GpuContext } from "../gpu/device.ts";
+import { hookCandidates } from "../lm/cli.ts";
+import { decodeModel, type ModelProto } from "../lm/onnx.ts";
+import type { ExecutionProvider } from "../lm/session.ts";
+import { initSae } from "../sae/init.ts";
+import { loadSae, saveSae } from "../sae/io.ts";
+import type { Sae } from "../sae/types.ts";
+import { FinetuneConfig, stepsOf } from "../train/config.ts";
+import { runFinetune, type SaeTrainer, type StepMetrics } from "../train/finetune.ts";
+import { ceEval } from "../eval/ce_eval.ts";
+import { loadDataset } from "./datasets.ts";
+import type { JobContext, JobHandler } from "./runner.ts";
+
+export const DEFAULT_HOOK: Record<string, string> = { "tiny-neox": "/blocks.1/Add_2_output_0" };
+
+/** A trainer that can also hand back its SAE and free its GPU memory. */
+export interface OwnedTrainer extends SaeTrainer {
+  toSae(): Promise<Sae>;
+  release(): void;
+}
+
+export type TrainerFactory = (
+  gpu: GpuContext,
+  sae: Sae,
+  opts: { weightDecay: number; gradClip: number; decoderConstraint: boolean },
+) => Promise<OwnedTrainer>;
+
+export interface FinetuneDeps {
+  database: Database;
+  gpu: GpuContext;
+  dataDir: string;
+  metrics: MetricsWriter;
+  createTrainer: TrainerFactory;
+}
+
+export class JobInputError extends Error {
+  override name = "JobInputError";
+}
+
+export async function loadModelById(database: Database, id: string): Promise<ModelProto> {
+  const [row] = await database.db.select().from(models).where(eq(models.id, id));
+  if (!row) throw new JobInputError(`model "${id}" is not registered`);
+  return decodeModel(await Deno.readFile(row.path));
+}
+
+export async function loadSaeById(database: Database, id: string): Promise<Sae> {
+  const [row] = await database.db.select().from(saes).where(eq(saes.id, id));
+  if (!row) throw new JobInputError(`SAE "${id}" is not registered`);
+  return await loadSae(row.path);
+}
+
+export function chooseEp(gpu: GpuContext, ep: "auto" | ExecutionProvider): ExecutionProvider {
+  // llvmpipe runs the LM ~3× slower than ORT's wasm EP (DESIGN.md): there, the CPU path wins.
+  return ep === "auto" ? (gpu.info.isSoftware ? "wasm" : "webgpu") : ep;
+}
+
+export function finetuneHandler(deps: FinetuneDeps): JobHandler {
+  return async (ctx: JobContext) => {
+    const cfg = FinetuneConfig.parse(ctx.job.config);
+    const model = await loadModelById(deps.database, cfg.model);
+    const start = cfg.sae ? await loadSaeById(deps.database, cfg.sae) : null;
+    const hook = cfg.hook ?? start?.cfg.metadata?.hookName ?? DEFAULT_HOOK[cfg.model];
+    if (!hook) {
+      throw new JobInputError(`no hook given and model "${cfg.model}" has no default; pass "hook"`);
+    }
+    const width = hookCandidates(model).find((h) => h.name === hook)?.dims[2];
+    if (width === undefined) {
+      const names = hookCandidates(model).map((h) => h.name).join(", ");
+      throw new JobInputError(
+        `hook "${hook}" is not a residual-stream tensor of "${cfg.model}" (candidates: ${names})`,
+      );
+    }
+    const init = cfg.init ?? { kind: "topk" as const, d_sae: 2048, k: 16, l1_coefficient: 5 };
+    const sae: Sae = start ?? initSae({
+      kind: init.kind,
+      dIn: width,
+      dSae: init.d_sae,
+      k: init.k,
+      l1Coefficient: init.l1_coefficient,
+      metadata: { model: cfg.model, hookName: hook, contextSize: cfg.seq_len },
+    }, { seed: cfg.seed });
+    if (sae.cfg.dIn !== width) {
+      throw new JobInputError(
+        `SAE "${cfg.sae}" reads ${sae.cfg.dIn}-wide activations but hook "${hook}" is ${width} wide`,
+      );
+    }
+    const data = await loadDataset(deps.database, cfg.dataset);
+    const train = data.batches("train", cfg.batch_size, cfg.seq_len, cfg.seed);
+    const ep = chooseEp(deps.gpu, cfg.ep);
+    const dir = `${deps.dataDir}/jobs/${ctx.job.id}`;
+    await ctx.setCheckpoint(`${dir}/checkpoints`);
+    const trainer = await deps.createTrainer(deps.gpu, sae, {
+      weightDecay: cfg.weight_decay,
+      gradClip: cfg.grad_clip,
+      decoderConstraint: cfg.decoder_constraint,
+    });
+    try {
+      const steps = stepsOf(cfg);
+      // From scratch: MSE on the first (1 − F) of the tokens, then the chosen objective.
+      const ftSteps = start || cfg.kind === "mse" || cfg.kind === "e2e"
+        ? steps
+        : Math.max(1, Math.round(steps * cfg.finetune_fraction));
+      const phases = [
+        ...(steps > ftSteps
+          ? [{
+            name: "pretrain",
+            objective: "mse" as const,
+            steps: steps - ftSteps,
+            lr: cfg.pretrain_lr,
+            decay: 0,
+          }]
+          : []),
+        {
+          name: "finetune",
+          objective: cfg.kind,
+          steps: ftSteps,
+          lr: cfg.lr,
+          decay: cfg.decay_fraction,
+        },
+      ];
+      let done = 0, last: StepMetrics | null = null;
+      for (const phase of phases) {
+        const r = await runFinetune({
+          objective: phase.objective,
+          model,
+          hook,
+          ep,
+          device: ep === "webgpu" ? deps.gpu.device : undefined,
+          sae: trainer,
+          data: train,
+          batchSize: cfg.batch_size,
+          seqLen: cfg.seq_len,
+          steps: phase.steps,
+          schedule: {
+            lr: phase.lr,
+            warmupSteps: Math.min(cfg.warmup_steps, phase.steps),
+            decayFraction: phase.decay,
+          },
+          l1: sae.cfg.kind === "relu"
+            ? {
+              lambda: sae.cfg.l1Coefficient ?? init.l1_coefficient,
+              target: cfg.l1_target_l0,
+              controller: cfg.l1_controller,
+            }
+            : undefined,
+          metricsEvery: cfg.metrics_every,
+          checkpointEvery: cfg.checkpoint_every,
+          checkpointDir: `${dir}/checkpoints/${phase.name}`,
+          signal: ctx.signal,
+          onMetrics: async (m) => {
+            const step = done + m.step;
+            const row = { ...m, step, phase: phase.name };
+            deps.metrics.add({
+              jobId: ctx.job.id,
+              step,
+              tokens: step * cfg.batch_size * cfg.seq_len,
+              values: numeric(row),
+            });
+            await ctx.emit("metrics", row);
+            await ctx.emit("progress", { step, totalSteps: steps, phase: phase.name });
+          },
+          // Metrics rows up to a checkpoint are in the database before the run moves past it.
+          onCheckpoint: () => deps.metrics.flush(),
+        });
+        done += phase.steps;
+        last = r.last ?? last;
+      }
+      await deps.metrics.flush();
+      const trained = await trainer.toSae();
+      trained.cfg.metadata = {
+        ...trained.cfg.metadata,
+        model: cfg.model,
+        hookName: hook,
+        contextSize: cfg.seq_len,
+      };
+      const saeDir = `${deps.dataDir}/saes/${ctx.job.id}`;
+      await saveSae(saeDir, trained);
+      await deps.database.db.insert(saes).values({
+        id: ctx.job.id,
+        name: `${cfg.kind} of ${cfg.sae ?? "a new SAE"} on ${cfg.model}`,
+        path: saeDir,
+        architecture: trained.cfg.kind,
+        dIn: trained.cfg.dIn,
+        dSae: trained.cfg.dSae,
+        modelId: cfg.model,
+        hook,
+        cfg: trained.cfg,
+        jobId: ctx.job.id,
+      }).onConflictDoNothing();
+      let evaluation = null;
+      if (cfg.eval_sequences > 0) {
+        await ctx.emit("log", {
+          message: `evaluating on ${cfg.eval_sequences} held-out sequences`,
+        });
+        const val = data.batches("validation", cfg.batch_size, cfg.seq_len, 0, false);
+        const n = Math.max(1, Math.floor(cfg.eval_sequences / cfg.batch_size));
+        evaluation = await ceEval({
+          model,
+          hook,
+          ep,
+          device: ep === "webgpu" ? deps.gpu.device : undefined,
+          batches: Array.from({ length: n }, () => val.next()),
+          batchSize: cfg.batch_size,
+          seqLen: cfg.seq_len,
+          skipFirstPositions: cfg.skip_first_positions,
+          sae: {
+            dIn: trained.cfg.dIn,
+            reconstruct: async (x, nTok) => ({ xhat: (await trainer.forward(x, nTok)).xhat }),
+          },
+          signal: ctx.signal,
+        });
+      }
+      return { sae: ctx.job.id, hook, steps, last, eval: evaluation };
+    } finally {
+      trainer.release();
+    }
+  };
+}
+
+function numeric(row: Record<string, unknown>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(row)) {
+    if (typeof v === "number" && Number.isFinite(v)) out[k] = v;
+  }
+  return out;
+}

@@ -1,0 +1,82 @@
+// /finetunes: start (kind mse | kl_mse | e2e | kl_only), list, get, cancel, metrics, SSE events.
+import { Hono } from "hono";
+import { and, asc, eq } from "drizzle-orm";
+import { metrics, models, saes } from "../db/schema.ts";
+import { FinetuneConfig } from "../train/config.ts";
+import type { AppDeps } from "./app.ts";
+import { ApiError, notFound } from "./errors.ts";
+import { streamJobEvents } from "./sse.ts";
+import { jsonBody } from "./validate.ts";
+import type { JobRecord } from "../jobs/types.ts";
+
+export const FINETUNE_JOB = "finetune";
+
+function view(j: JobRecord) {
+  return {
+    id: j.id,
+    state: j.state,
+    config: j.config,
+    result: j.result,
+    error: j.error,
+    createdAt: j.createdAt,
+    startedAt: j.startedAt,
+    finishedAt: j.finishedAt,
+    links: {
+      self: `/finetunes/${j.id}`,
+      events: `/finetunes/${j.id}/events`,
+      metrics: `/finetunes/${j.id}/metrics`,
+      sae: j.state === "succeeded" ? `/saes/${j.id}` : null,
+    },
+  };
+}
+
+export function finetuneRoutes(deps: AppDeps) {
+  const { db } = deps.database;
+  const job = async (id: string) => {
+    const j = await deps.runner.store.get(id);
+    if (!j || j.kind !== FINETUNE_JOB) throw notFound("fine-tune", id);
+    return j;
+  };
+  return new Hono()
+    .post("/", async (c) => {
+      const cfg = await jsonBody(c, FinetuneConfig);
+      // Unknown references are the caller's mistake: say so now rather than fail the job later.
+      if (!(await db.select().from(models).where(eq(models.id, cfg.model))).length) {
+        throw new ApiError(
+          400,
+          "unknown_model",
+          `model "${cfg.model}" is not registered (GET /models)`,
+        );
+      }
+      if (cfg.sae && !(await db.select().from(saes).where(eq(saes.id, cfg.sae))).length) {
+        throw new ApiError(400, "unknown_sae", `SAE "${cfg.sae}" is not registered (GET /saes)`);
+      }
+      if (!deps.runner.kinds.includes(FINETUNE_JOB)) {
+        throw new ApiError(503, "unavailable", "this server runs no fine-tune worker");
+      }
+      const j = await deps.runner.submit(FINETUNE_JOB, cfg);
+      return c.json(view(j), 202);
+    })
+    .get("/", async (c) => {
+      const list = await deps.runner.store.list({ kind: FINETUNE_JOB, limit: 200 });
+      return c.json({ finetunes: list.map(view) });
+    })
+    .get("/:id", async (c) => c.json(view(await job(c.req.param("id")))))
+    .post("/:id/cancel", async (c) => {
+      const j = await job(c.req.param("id"));
+      return c.json(view((await deps.runner.cancel(j.id)) ?? j));
+    })
+    .get("/:id/metrics", async (c) => {
+      const j = await job(c.req.param("id"));
+      const rows = await db.select().from(metrics).where(and(eq(metrics.jobId, j.id))).orderBy(
+        asc(metrics.step),
+      );
+      return c.json({
+        metrics: rows.map((r) => ({ step: r.step, tokens: r.tokens, ...(r.values as object) })),
+      });
+    })
+    .get("/:id/events", async (c) => {
+      const j = await job(c.req.param("id"));
+      return streamJobEvents(c, deps.events, j.id);
+    });
+}

@@ -1,0 +1,133 @@
+// A fine-tune through the service over real HTTP on loopback: start it, follow its SSE stream to
+// the end, reconnect with Last-Event-ID (no gap, no duplicate), fetch the SAE it wrote.
+import { assert, assertEquals, assertStringIncludes } from "@std/assert";
+import { Config } from "../../config.ts";
+import { openDatabase } from "../../db/client.ts";
+import { DbEventStore, DbJobStore } from "../../db/job_store.ts";
+import { MetricsWriter } from "../../db/metrics_writer.ts";
+import { models } from "../../db/schema.ts";
+import { finetuneHandler } from "../../jobs/finetune_job.ts";
+import { EventHub } from "../../jobs/events.ts";
+import { JobRunner } from "../../jobs/runner.ts";
+import { EMBEDDED_MODEL } from "../../main.ts";
+import { createApp } from "../../routes/app.ts";
+import { parseSafetensors } from "../../lib/safetensors.ts";
+import { testGpu } from "../util/gpu.ts";
+import { referenceTrainerFactory } from "../util/reference_trainer.ts";
+import { readSse } from "../util/sse.ts";
+
+Deno.test({
+  name:
+    "POST /finetunes on the embedded default: SSE to the end, resume by Last-Event-ID, download the SAE",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const dataDir = await Deno.makeTempDir();
+    const database = await openDatabase({ dataDir: "memory://" });
+    await database.db.insert(models).values({ ...EMBEDDED_MODEL, builtin: true });
+    const gpu = await testGpu();
+    const events = new EventHub(new DbEventStore(database.db));
+    const runner = new JobRunner(new DbJobStore(database.db), events, { pollMs: 50 });
+    runner.register(
+      "finetune",
+      finetuneHandler({
+        database,
+        gpu,
+        dataDir,
+        metrics: new MetricsWriter(database.db),
+        createTrainer: referenceTrainerFactory,
+      }),
+    );
+    const app = createApp({
+      config: Config.parse({ dataDir }),
+      gpu,
+      database,
+      runner,
+      events,
+      startedAt: performance.now(),
+    });
+    const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, app.fetch);
+    const url = `http://127.0.0.1:${server.addr.port}`;
+    runner.start();
+    try {
+      const bad = await fetch(`${url}/finetunes`, {
+        method: "POST",
+        body: JSON.stringify({ kind: "kl", lr: "x" }),
+      });
+      assertEquals(bad.status, 400);
+      assertEquals((await bad.json()).error.details.map((d: { path: string }) => d.path).sort(), [
+        "kind",
+        "lr",
+      ]);
+      const unknown = await fetch(`${url}/finetunes`, {
+        method: "POST",
+        body: JSON.stringify({ kind: "mse", sae: "nope" }),
+      });
+      assertEquals((await unknown.json()).error.code, "unknown_sae");
+
+      const res = await fetch(`${url}/finetunes`, {
+        method: "POST",
+        body: JSON.stringify({
+          kind: "kl_mse",
+          tokens: 4 * 2 * 16,
+          batch_size: 2,
+          seq_len: 16,
+          metrics_every: 1,
+          checkpoint_every: 2,
+          finetune_fraction: 0.5,
+          init: { kind: "topk", d_sae: 32, k: 4 },
+          eval_sequences: 2,
+        }),
+      });
+      assertEquals(res.status, 202);
+      const job = await res.json();
+      const all = await readSse(await fetch(`${url}${job.links.events}`));
+      const types = all.map((e) => e.event);
+      assertEquals(all.map((e) => e.id), all.map((_, i) => i + 1), "ids 1, 2, 3, … without gaps");
+      assertEquals(
+        all.at(-1)!.data,
+        { state: "succeeded" },
+        JSON.stringify(all.filter((e) => e.event === "error")),
+      );
+      assertEquals(types.filter((t) => t === "metrics").length, 4);
+      const metricsEvents = all.filter((e) => e.event === "metrics").map((e) =>
+        e.data as Record<string, unknown>
+      );
+      assertEquals(metricsEvents.map((m) => m.phase), [
+        "pretrain",
+        "pretrain",
+        "finetune",
+        "finetune",
+      ]);
+      assert(metricsEvents[3].alpha !== null && (metricsEvents[3].kl as number) >= 0);
+      const result = all.find((e) => e.event === "result")!.data as {
+        sae: string;
+        eval: { ceClean: number };
+      };
+      assert(result.eval.ceClean > 0);
+
+      const resumed = await readSse(
+        await fetch(`${url}${job.links.events}`, { headers: { "Last-Event-ID": "3" } }),
+      );
+      assertEquals(resumed.map((e) => e.id), all.slice(3).map((e) => e.id));
+
+      const rows = (await (await fetch(`${url}/finetunes/${job.id}/metrics`)).json()).metrics;
+      assertEquals(rows.map((r: { step: number }) => r.step), [1, 2, 3, 4]);
+      const cfg = await (await fetch(`${url}/saes/${result.sae}/cfg.json`)).json();
+      assertEquals([cfg.d_in, cfg.d_sae], [128, 32]);
+      assertStringIncludes(JSON.stringify(cfg), "/blocks.1/Add_2_output_0");
+      const st = parseSafetensors(
+        new Uint8Array(
+          await (await fetch(`${url}/saes/${result.sae}/sae_weights.safetensors`)).arrayBuffer(),
+        ),
+      );
+      assertEquals(st.tensors.get("W_dec")!.shape, [32, 128]);
+      assertEquals((await fetch(`${url}/finetunes/nope`)).status, 404);
+    } finally {
+      await runner.stop();
+      await server.shutdown();
+      await database.close();
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+});
