@@ -9,6 +9,9 @@ import { models } from "./db/schema.ts";
 import { acquireGpu, GpuUnavailableError } from "./gpu/device.ts";
 import { EventHub } from "./jobs/events.ts";
 import { JobRunner } from "./jobs/runner.ts";
+import { finetuneHandler } from "./jobs/finetune_job.ts";
+import { MetricsWriter } from "./db/metrics_writer.ts";
+import { createDenseTrainer } from "./sae/dense_trainer.ts";
 import { createApp } from "./routes/app.ts";
 import type { Db } from "./db/client.ts";
 
@@ -54,6 +57,17 @@ async function main() {
   await registerEmbedded(database.db);
   const events = new EventHub(new DbEventStore(database.db));
   const runner = new JobRunner(new DbJobStore(database.db), events);
+  const metrics = new MetricsWriter(database.db);
+  runner.register(
+    "finetune",
+    finetuneHandler({
+      database,
+      gpu,
+      dataDir: config.dataDir,
+      metrics,
+      createTrainer: (g, sae, o) => createDenseTrainer(g, sae, o),
+    }),
+  );
   const app = createApp({ config, gpu, database, runner, events, startedAt: performance.now() });
   runner.start();
   const server = Deno.serve({
@@ -69,6 +83,7 @@ async function main() {
     stopping = true;
     console.error(`splice: ${signal}: shutting down`);
     await runner.stop();
+    await metrics.flush();
     await server.shutdown();
     await database.close();
     gpu.device.destroy();
