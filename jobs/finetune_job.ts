@@ -125,7 +125,7 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
           decay: cfg.decay_fraction,
         },
       ];
-      let done = 0, last: StepMetrics | null = null;
+      let done = 0, last: (StepMetrics & { phase: string }) | null = null;
       for (const phase of phases) {
         const r = await runFinetune({
           objective: phase.objective,
@@ -170,7 +170,9 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
           onCheckpoint: () => deps.metrics.flush(),
         });
         done += phase.steps;
-        last = r.last ?? last;
+        if (r.resumedFrom > 0) {
+          await ctx.emit("log", { message: `${phase.name}: resumed at step ${r.resumedFrom}` });
+        }
       }
       await deps.metrics.flush();
       const trained = await trainer.toSae();
