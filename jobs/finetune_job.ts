@@ -155,12 +155,19 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
           checkpointDir: `${dir}/checkpoints/${phase.name}`,
           signal: ctx.signal,
           onMetrics: async (m) => {
+            // Steps and tokens count over the whole job, across its phases.
             const step = done + m.step;
-            const row = { ...m, step, phase: phase.name };
+            const row = {
+              ...m,
+              step,
+              tokens: step * cfg.batch_size * cfg.seq_len,
+              phase: phase.name,
+            };
+            last = row;
             deps.metrics.add({
               jobId: ctx.job.id,
               step,
-              tokens: step * cfg.batch_size * cfg.seq_len,
+              tokens: row.tokens,
               values: numeric(row),
             });
             await ctx.emit("metrics", row);

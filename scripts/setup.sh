@@ -13,7 +13,7 @@ if [ ! -x .tools/node_modules/.bin/deno ]; then
 fi
 
 have_vulkan_driver() {
-  ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1
+  compgen -G "/usr/share/vulkan/icd.d/*.json" >/dev/null || compgen -G "/etc/vulkan/icd.d/*.json" >/dev/null
 }
 if ! have_vulkan_driver; then
   if [ "$(id -u)" = 0 ]; then
