@@ -17,7 +17,7 @@ export function logitsName(model: ModelProto): string {
   );
 }
 
-function infoOf(model: ModelProto, shapes: Map<string, ShapeInfo>, t: string): ValueInfoProto {
+function infoOf(shapes: Map<string, ShapeInfo>, t: string): ValueInfoProto {
   const s = shapes.get(t);
   if (!s) {
     throw new Error(
@@ -40,7 +40,7 @@ export function tap(model: ModelProto, hook: string, opts: TapOptions = {}): Mod
   const m = cloneModel(model);
   const g = m.graph!;
   const outputs = [...(g.output ?? [])];
-  if (!outputs.some((o) => o.name === name)) outputs.push(infoOf(model, shapes, name));
+  if (!outputs.some((o) => o.name === name)) outputs.push(infoOf(shapes, name));
   if (opts.logProbs) {
     const logits = logitsName(model);
     if (allNames(g).has("logprobs")) {
@@ -63,7 +63,7 @@ export function tap(model: ModelProto, hook: string, opts: TapOptions = {}): Mod
 export function prefix(model: ModelProto, hook: string): ModelProto {
   const name = resolveHook(model, hook);
   const shapes = inferShapes(model);
-  return pruneTo(model, [name], new Map([[name, infoOf(model, shapes, name)]]));
+  return pruneTo(model, [name], new Map([[name, infoOf(shapes, name)]]));
 }
 
 /**
@@ -79,7 +79,7 @@ export function suffix(model: ModelProto, hook: string): ModelProto {
   const shapes = inferShapes(model);
   const logits = logitsName(model);
   const m = cloneModel(model);
-  m.graph!.input = [infoOf(model, shapes, name), ...(m.graph!.input ?? [])];
+  m.graph!.input = [infoOf(shapes, name), ...(m.graph!.input ?? [])];
   const out = pruneTo(m, [logits]);
   if (!(out.graph!.input ?? []).some((v) => v.name === name)) {
     throw new Error(`suffix: the logits do not depend on hook "${name}"`);
