@@ -318,3 +318,26 @@ export function opsetVersion(model: ModelProto): number {
   if (!o) throw new Error("the model imports no default-domain (ai.onnx) opset");
   return num(o.version as number);
 }
+
+/** A model from parts (default-domain opset `opset`, IR version 8). */
+export function makeModel(parts: {
+  nodes: NodeProto[];
+  inputs: ValueInfoProto[];
+  outputs: ValueInfoProto[];
+  initializers?: TensorProto[];
+  opset?: number;
+  name?: string;
+}): ModelProto {
+  return onnx.ModelProto.create({
+    irVersion: 8,
+    producerName: "splice",
+    opsetImport: [onnx.OperatorSetIdProto.create({ domain: "", version: parts.opset ?? 17 })],
+    graph: onnx.GraphProto.create({
+      name: parts.name ?? "graph",
+      node: parts.nodes,
+      input: parts.inputs,
+      output: parts.outputs,
+      initializer: parts.initializers ?? [],
+    }),
+  });
+}
