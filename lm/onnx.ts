@@ -302,45 +302,88 @@ export async function saveModel(
     await Deno.writeFile(path, encodeModel(model));
     return;
   }
-  const out = cloneModel(model);
   const dataPath = `${path}.data`;
-  const location = baseOf(dataPath);
+  const { model: out, files } = externalize(model, threshold, () => baseOf(dataPath), Infinity);
   const f = await Deno.open(dataPath, { write: true, create: true, truncate: true });
   try {
-    let offset = 0;
-    for (const t of out.graph?.initializer ?? []) {
-      if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
-        throw new Error(`tensor ${t.name}: still external; load the model with loadModel first`);
-      }
-      const dt = t.dataType ?? 0;
-      if (!ELEM_SIZE[dt]) continue; // strings and such stay inline
-      const nbytes = tensorDims(t).reduce((a, b) => a * b, 1) * elemSize(dt);
-      if (nbytes < threshold || nbytes === 0) continue;
-      const arr = tensorToArray(t);
-      const bytes = new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength);
-      // 64-byte alignment lets readers map tensors straight out of the file.
-      const pad = (64 - (offset % 64)) % 64;
-      if (pad) await writeAll(f, new Uint8Array(pad));
-      offset += pad;
-      await writeAll(f, bytes);
-      for (
-        const k of ["floatData", "int32Data", "int64Data", "doubleData", "uint64Data"] as const
-      ) {
-        if (Object.hasOwn(t, k)) (t as Record<string, unknown>)[k] = [];
-      }
-      t.rawData = new Uint8Array(0);
-      t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
-      t.externalData = [
-        onnx.StringStringEntryProto.create({ key: "location", value: location }),
-        onnx.StringStringEntryProto.create({ key: "offset", value: String(offset) }),
-        onnx.StringStringEntryProto.create({ key: "length", value: String(nbytes) }),
-      ];
-      offset += nbytes;
-    }
+    for (const chunk of files[0]?.chunks ?? []) await writeAll(f, chunk);
   } finally {
     f.close();
   }
   await Deno.writeFile(path, encodeModel(out));
+}
+
+/**
+ * The model as ORT input with large initializers as in-memory external data: pass `bytes` to
+ * InferenceSession.create and `externalData` as the session option of that name. This is how a
+ * model over protobuf's 2 GB limit reaches ORT; data files are cut at `maxFileBytes` (1 GiB).
+ */
+export function toOrtInput(
+  model: ModelProto,
+  opts: { externalDataThreshold?: number; maxFileBytes?: number } = {},
+): { bytes: Uint8Array; externalData: { path: string; data: Uint8Array }[] } {
+  const { model: out, files } = externalize(
+    model,
+    opts.externalDataThreshold ?? 1024,
+    (k) => `weights_${k}.data`,
+    opts.maxFileBytes ?? 2 ** 30,
+  );
+  const externalData = files.map((f) => {
+    const data = new Uint8Array(f.size);
+    let o = 0;
+    for (const c of f.chunks) {
+      data.set(c, o);
+      o += c.byteLength;
+    }
+    return { path: f.location, data };
+  });
+  return { bytes: encodeModel(out), externalData };
+}
+
+/**
+ * A copy whose initializers of ≥ threshold bytes point into data files (64-byte aligned); the
+ * files' contents come back as chunk lists. A new file starts when one would pass maxFileBytes.
+ */
+function externalize(
+  model: ModelProto,
+  threshold: number,
+  fileName: (k: number) => string,
+  maxFileBytes: number,
+): { model: ModelProto; files: { location: string; chunks: Uint8Array[]; size: number }[] } {
+  const out = cloneModel(model);
+  const files: { location: string; chunks: Uint8Array[]; size: number }[] = [];
+  for (const t of out.graph?.initializer ?? []) {
+    if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
+      throw new Error(`tensor ${t.name}: still external; load the model with loadModel first`);
+    }
+    const dt = t.dataType ?? 0;
+    if (!ELEM_SIZE[dt]) continue; // strings and such stay inline
+    const nbytes = tensorDims(t).reduce((a, b) => a * b, 1) * elemSize(dt);
+    if (nbytes < threshold || nbytes === 0) continue;
+    let file = files.at(-1);
+    if (!file || (file.size > 0 && file.size + 64 + nbytes > maxFileBytes)) {
+      file = { location: fileName(files.length), chunks: [], size: 0 };
+      files.push(file);
+    }
+    // 64-byte alignment lets readers map tensors straight out of the file.
+    const pad = (64 - (file.size % 64)) % 64;
+    if (pad) file.chunks.push(new Uint8Array(pad));
+    const offset = file.size + pad;
+    const arr = tensorToArray(t);
+    file.chunks.push(new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength));
+    file.size = offset + nbytes;
+    for (const k of ["floatData", "int32Data", "int64Data", "doubleData", "uint64Data"] as const) {
+      if (Object.hasOwn(t, k)) (t as Record<string, unknown>)[k] = [];
+    }
+    t.rawData = new Uint8Array(0);
+    t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
+    t.externalData = [
+      onnx.StringStringEntryProto.create({ key: "location", value: file.location }),
+      onnx.StringStringEntryProto.create({ key: "offset", value: String(offset) }),
+      onnx.StringStringEntryProto.create({ key: "length", value: String(nbytes) }),
+    ];
+  }
+  return { model: out, files };
 }
 
 async function writeAll(f: Deno.FsFile, bytes: Uint8Array): Promise<void> {

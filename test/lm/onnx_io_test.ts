@@ -16,7 +16,9 @@ import {
   onnx,
   saveModel,
   tensorToArray,
+  toOrtInput,
 } from "../../lm/onnx.ts";
+import { ort } from "../../lm/session.ts";
 import { freshRng, relError } from "../util/rand.ts";
 import { loadReference, loadTiny, runWasm } from "./fixture.ts";
 
@@ -114,4 +116,25 @@ Deno.test("cloneModel is deep: edits to the clone leave the original alone", asy
   assertEquals(getAttr(n, "axis"), -1);
   assertEquals(getAttr(n, "epsilon"), 1);
   assertEquals(n.attribute![1].type, onnx.AttributeProto.AttributeType.FLOAT);
+});
+
+Deno.test("toOrtInput: ORT runs the model from in-memory external data files", async () => {
+  const model = await loadTiny();
+  const ref = await loadReference();
+  const { bytes, externalData } = toOrtInput(model, { maxFileBytes: 1 << 20 });
+  assertGreater(externalData.length, 2); // 3.5 MB of weights cut into ≤ 1 MiB files
+  for (const f of externalData) assert(f.data.byteLength <= 1 << 20);
+  assertLess(bytes.byteLength, 200_000);
+  const s = await ort.InferenceSession.create(bytes, {
+    executionProviders: ["wasm"],
+    externalData,
+  });
+  try {
+    const out = await s.run({
+      input_ids: new ort.Tensor("int64", ref.inputIds, [ref.B, ref.T]),
+    });
+    assertLess(relError(out.logits.data as Float32Array, ref.logitsClean), 1e-5);
+  } finally {
+    await s.release();
+  }
 });
