@@ -1,6 +1,9 @@
 import { assert, assertEquals, assertLess, assertThrows } from "@std/assert";
 import { prefix, suffix, tap } from "../../lm/surgery.ts";
-import { relError } from "../util/rand.ts";
+import { makeModel, makeNode } from "../../lm/graph.ts";
+import { DataType, makeTensor } from "../../lm/onnx.ts";
+import { toValueInfo } from "../../lm/shapes.ts";
+import { freshRng, relError } from "../util/rand.ts";
 import { HOOK, loadReference, loadTiny, runWasm } from "./fixture.ts";
 
 Deno.test("tap: the hook output is the reference resid, logits are logits_clean", async () => {
@@ -64,4 +67,40 @@ Deno.test("surgery: an unknown hook is an error naming it and listing hook point
     assert(e.message.includes("/blocks.9/nope"), e.message);
     assert(e.message.includes("/blocks.3/Add_2_output_0"), e.message);
   }
+});
+
+Deno.test("suffix keeps original inputs that the suffix still reads", async () => {
+  const rng = freshRng("suffix-inputs");
+  const V = 5, D = 3, B = 2, T = 4;
+  const E = rng.normals(V * D), U = rng.normals(D * V);
+  const one = makeTensor("one", BigInt64Array.of(1n), []);
+  const model = makeModel({
+    nodes: [
+      makeNode("Gather", ["E", "input_ids"], ["emb"], {}, "/embed/Gather"),
+      makeNode("Shape", ["input_ids"], ["shape"]),
+      makeNode("Gather", ["shape", "one"], ["seq"]),
+      makeNode("Cast", ["seq"], ["seqf"], { to: DataType.FLOAT }),
+      makeNode("Mul", ["emb", "seqf"], ["scaled"]),
+      makeNode("MatMul", ["scaled", "U"], ["logits"]),
+    ],
+    initializers: [makeTensor("E", E, [V, D]), makeTensor("U", U, [D, V]), one],
+    inputs: [toValueInfo("input_ids", { elemType: DataType.INT64, dims: ["batch", "seq"] })],
+    outputs: [toValueInfo("logits", { elemType: DataType.FLOAT, dims: ["batch", "seq", V] })],
+  });
+  const suf = suffix(model, "emb");
+  assertEquals(suf.graph!.input!.map((i) => i.name), ["emb", "input_ids"]);
+  assert(!suf.graph!.initializer!.some((t) => t.name === "E"), "the embedding is dropped");
+  const h = rng.normals(B * T * D);
+  const ids = BigInt64Array.from({ length: B * T }, () => BigInt(rng.int(V)));
+  const out = await runWasm(suf, {
+    emb: { data: h, dims: [B, T, D] },
+    input_ids: { data: ids, dims: [B, T] },
+  });
+  const want = new Float64Array(B * T * V);
+  for (let r = 0; r < B * T; r++) {
+    for (let v = 0; v < V; v++) {
+      for (let d = 0; d < D; d++) want[r * V + v] += h[r * D + d] * T * U[d * V + v];
+    }
+  }
+  assertLess(relError(out.logits.data as Float32Array, want), 1e-6);
 });
