@@ -83,8 +83,12 @@ for (const elemType of [DataType.FLOAT]) {
     const logits = Arr.from(rng.normals64(B * T * V, 2));
     const lpClean = Arr.from(logSoftmax64(rng.normals64(B * T * V, 2), B * T, V));
     const labels = BigInt64Array.from({ length: B * (T - 1) }, () => BigInt(rng.int(V)));
-    const klMask = Arr.from({ length: B * T }, (_, i) => (i % T === 0 ? 0 : rng.uniform()));
-    const ceMask = Arr.from({ length: B * (T - 1) }, () => (rng.uniform() < 0.3 ? 0 : 1));
+    const klMask = Arr.from(
+      Array.from({ length: B * T }, (_, i) => (i % T === 0 ? 0 : rng.uniform())),
+    );
+    const ceMask = Arr.from(
+      Array.from({ length: B * (T - 1) }, () => (rng.uniform() < 0.3 ? 0 : 1)),
+    );
     ceMask[0] = 1;
     const out = await runWasm(heads, {
       x: { data: logits, dims: [B, T, V] },
