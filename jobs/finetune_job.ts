@@ -6,7 +6,7 @@ import type { Database } from "../db/client.ts";
 import type { MetricsWriter } from "../db/metrics_writer.ts";
 import { models, saes } from "../db/schema.ts";
 import type { GpuContext } from "../gpu/device.ts";
-import { hookCandidates } from "../lm/cli.ts";
+import { listHookPoints, resolveHook } from "../lm/hooks.ts";
 import { decodeModel, type ModelProto } from "../lm/onnx.ts";
 import type { ExecutionProvider } from "../lm/session.ts";
 import { initSae } from "../sae/init.ts";
@@ -66,16 +66,19 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
     const cfg = FinetuneConfig.parse(ctx.job.config);
     const model = await loadModelById(deps.database, cfg.model);
     const start = cfg.sae ? await loadSaeById(deps.database, cfg.sae) : null;
-    const hook = cfg.hook ?? start?.cfg.metadata?.hookName ?? DEFAULT_HOOK[cfg.model];
-    if (!hook) {
+    const spec = cfg.hook ?? start?.cfg.metadata?.hookName ?? DEFAULT_HOOK[cfg.model];
+    if (!spec) {
       throw new JobInputError(`no hook given and model "${cfg.model}" has no default; pass "hook"`);
     }
-    const width = hookCandidates(model).find((h) => h.name === hook)?.dims[2];
-    if (width === undefined) {
-      const names = hookCandidates(model).map((h) => h.name).join(", ");
-      throw new JobInputError(
-        `hook "${hook}" is not a residual-stream tensor of "${cfg.model}" (candidates: ${names})`,
-      );
+    let hook: string;
+    try {
+      hook = resolveHook(model, spec);
+    } catch (e) {
+      throw new JobInputError((e as Error).message);
+    }
+    const width = Number(listHookPoints(model).find((h) => h.name === hook)?.dims[2]);
+    if (!Number.isInteger(width)) {
+      throw new JobInputError(`hook "${hook}" has no fixed width in "${cfg.model}"`);
     }
     const init = cfg.init ?? { kind: "topk" as const, d_sae: 2048, k: 16, l1_coefficient: 5 };
     const sae: Sae = start ?? initSae({

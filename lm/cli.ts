@@ -1,7 +1,7 @@
 // deno task lm <command>: hook points, gradient-rule check and splice-grad for a user's ONNX LM.
 import { decodeModel, type ModelProto } from "./onnx.ts";
 import { missingGradientRules } from "./autodiff/builder.ts";
-import { exampleShapes } from "./autodiff/builder.ts";
+import { listHookPoints, resolveHook } from "./hooks.ts";
 import { createSpliceGradSessions, spliceGrad, suffixWithLosses } from "./splice_grad.ts";
 import { f32, i64, need, readSafetensors, tensorOf, writeSafetensors } from "../lib/safetensors.ts";
 import type { ExecutionProvider } from "./session.ts";
@@ -30,33 +30,6 @@ function flags(args: string[]): { pos: string[]; opt: Record<string, string> } {
   return { pos, opt };
 }
 
-/**
- * Residual-stream-shaped tensors ([batch, seq, d] float, d the width of the most such tensors),
- * in graph order. A stand-in until lm/hooks.ts (listHookPoints) lands.
- */
-export function hookCandidates(model: ModelProto): { name: string; dims: number[] }[] {
-  const assigned: Record<string, number> = {};
-  const shapes = exampleShapes(model, {}, assigned);
-  const ids = model.graph!.input![0];
-  const bt = exampleShapes(model).get(ids.name!)!.dims.slice(0, 2);
-  const out: { name: string; dims: number[] }[] = [];
-  for (const n of model.graph!.node ?? []) {
-    for (const o of n.output ?? []) {
-      const t = shapes.get(o);
-      if (
-        t && (t.dtype === 1 || t.dtype === 11) && t.dims.length === 3 && t.dims[0] === bt[0] &&
-        t.dims[1] === bt[1]
-      ) {
-        out.push({ name: o, dims: t.dims });
-      }
-    }
-  }
-  const count = new Map<number, number>();
-  for (const c of out) count.set(c.dims[2], (count.get(c.dims[2]) ?? 0) + 1);
-  const d = [...count].sort((a, b) => b[1] - a[1])[0]?.[0];
-  return out.filter((c) => c.dims[2] === d);
-}
-
 async function loadModel(path: string | undefined): Promise<ModelProto> {
   if (!path) throw new CliError(`no MODEL given\n${USAGE}`);
   return decodeModel(await Deno.readFile(path));
@@ -64,14 +37,11 @@ async function loadModel(path: string | undefined): Promise<ModelProto> {
 
 function needHook(model: ModelProto, hook: string | undefined): string {
   if (!hook) throw new CliError(`--hook is required\n${USAGE}`);
-  const names = new Set((model.graph!.node ?? []).flatMap((n) => n.output ?? []));
-  if (!names.has(hook)) {
-    const c = hookCandidates(model).map((h) => h.name);
-    throw new CliError(
-      `hook "${hook}" is not a tensor of the model; candidates:\n  ${c.join("\n  ")}`,
-    );
+  try {
+    return resolveHook(model, hook);
+  } catch (e) {
+    throw new CliError((e as Error).message);
   }
-  return hook;
 }
 
 export async function main(args: string[]): Promise<number> {
@@ -80,7 +50,13 @@ export async function main(args: string[]): Promise<number> {
   switch (cmd) {
     case "hooks": {
       const model = await loadModel(pos[0]);
-      for (const h of hookCandidates(model)) console.log(`${h.name}\t[batch, seq, ${h.dims[2]}]`);
+      for (const h of listHookPoints(model)) {
+        console.log(
+          `${h.name}\t[${h.dims.join(", ")}]${
+            h.layer !== undefined ? `\tresid_post:${h.layer}` : ""
+          }`,
+        );
+      }
       return 0;
     }
     case "check": {
