@@ -16,10 +16,11 @@ export class EvalError extends Error {
 export interface Reconstructor {
   dIn: number;
   dSae?: number;
+  /** x̂, and either the activations or just the batch's mean L0 (for L0 without the codes). */
   reconstruct(
     x: Float32Array,
     nTokens: number,
-  ): Promise<{ xhat: Float32Array; acts?: Activations }>;
+  ): Promise<{ xhat: Float32Array; acts?: Activations; l0?: number }>;
 }
 
 export interface CeEvalOptions {
@@ -106,7 +107,7 @@ export async function ceEval(opts: CeEvalOptions, sessions?: EvalSessions): Prom
     nCe: new Float64Array(T - 1),
     nKl: new Float64Array(T),
   };
-  let tokens = 0, haveActs = false, d = 0;
+  let tokens = 0, haveActs = false, d = 0, l0Sum = 0;
   try {
     for await (const ids of opts.batches) {
       opts.signal?.throwIfAborted();
@@ -131,7 +132,8 @@ export async function ceEval(opts: CeEvalOptions, sessions?: EvalSessions): Prom
           keep[b * T + t] = t >= skip && !excluded.has(Number(ids[b * T + t])) ? 1 : 0;
         }
       }
-      const { xhat, acts } = await opts.sae.reconstruct(x, B * T);
+      const { xhat, acts, l0 } = await opts.sae.reconstruct(x, B * T);
+      if (l0 !== undefined) l0Sum += l0 * B * T;
       if (acts) haveActs = true;
       acc.add(x, xhat, acts, keep);
       const mean = new Float64Array(d);
@@ -218,7 +220,7 @@ export async function ceEval(opts: CeEvalOptions, sessions?: EvalSessions): Prom
     kl,
     klScore: (klZero - kl) / klZero,
     klZero,
-    recon: acc.result(haveActs),
+    recon: { ...acc.result(haveActs), ...(haveActs || !l0Sum ? {} : { l0: l0Sum / tokens }) },
     perPosition: {
       ceClean: per(pos.ceClean, pos.nCe),
       ceSpliced: per(pos.ceSpliced, pos.nCe),

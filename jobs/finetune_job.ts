@@ -224,7 +224,10 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
           skipFirstPositions: cfg.skip_first_positions,
           sae: {
             dIn: trained.cfg.dIn,
-            reconstruct: async (x, nTok) => ({ xhat: (await trainer.forward(x, nTok)).xhat }),
+            reconstruct: async (x, nTok) => {
+              const f = await trainer.forward(x, nTok);
+              return { xhat: f.xhat, l0: f.l0 };
+            },
           },
           signal: ctx.signal,
         });
