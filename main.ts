@@ -19,13 +19,17 @@ export const EMBEDDED_MODEL = {
   id: "tiny-neox",
   name: "tiny-neox (Pythia architecture, Brown corpus, byte tokens)",
   path: new URL("./fixtures/tiny-neox/tiny-neox.onnx", import.meta.url).pathname,
+  info: { contextLength: 128, vocab: 256, tokenizer: "bytes" },
 };
 
 async function registerEmbedded(db: Db): Promise<void> {
   const [have] = await db.select().from(models).where(eq(models.id, EMBEDDED_MODEL.id));
-  if (have?.path === EMBEDDED_MODEL.path) return;
+  if (have?.path === EMBEDDED_MODEL.path && have.info) return;
   await db.insert(models).values({ ...EMBEDDED_MODEL, builtin: true })
-    .onConflictDoUpdate({ target: models.id, set: { path: EMBEDDED_MODEL.path } });
+    .onConflictDoUpdate({
+      target: models.id,
+      set: { path: EMBEDDED_MODEL.path, info: EMBEDDED_MODEL.info },
+    });
 }
 
 function fatal(msg: string, code: number): never {

@@ -6,6 +6,7 @@ import type { ModelProto } from "../lm/onnx.ts";
 import { encodeModel } from "../lm/onnx.ts";
 import { createSession, type ExecutionProvider, type LmSession, ort } from "../lm/session.ts";
 import { suffixWithLosses, tapModel } from "../lm/splice_grad.ts";
+import { resolveHook } from "../lm/hooks.ts";
 import { type Activations, ReconAccumulator, type ReconMetrics } from "./recon_metrics.ts";
 
 export class EvalError extends Error {
@@ -32,6 +33,8 @@ export interface CeEvalOptions {
   batches: AsyncIterable<BigInt64Array> | Iterable<BigInt64Array>;
   batchSize: number;
   seqLen: number;
+  /** The model's context length when known (e.g. from its config); longer sequences are refused. */
+  contextLength?: number;
   /** Total batches, for progress only. */
   totalBatches?: number;
   sae: Reconstructor;
@@ -94,6 +97,18 @@ export async function ceEval(opts: CeEvalOptions, sessions?: EvalSessions): Prom
   if (T < 2) {
     throw new EvalError(`sequence length ${T} is too short: next-token CE needs at least 2`);
   }
+  if (opts.contextLength && T > opts.contextLength) {
+    throw new EvalError(
+      `sequence length ${T} is longer than the model's context of ${opts.contextLength} tokens`,
+    );
+  }
+  let hook: string;
+  try {
+    hook = resolveHook(opts.model, opts.hook);
+  } catch (e) {
+    throw new EvalError((e as Error).message);
+  }
+  opts = { ...opts, hook };
   const own = !sessions;
   sessions ??= await createEvalSessions(opts.model, opts.hook, opts.ep, opts.device);
   const skip = opts.skipFirstPositions ?? 0;
@@ -115,7 +130,16 @@ export async function ceEval(opts: CeEvalOptions, sessions?: EvalSessions): Prom
         throw new EvalError(`a batch has ${ids.length} tokens; expected ${B}×${T}`);
       }
       const idsT = new ort.Tensor("int64", ids, [B, T]);
-      const tapOut = await sessions.tap.run({ [sessions.tap.inputNames[0]]: idsT });
+      let tapOut: Record<string, ort.Tensor>;
+      try {
+        tapOut = await sessions.tap.run({ [sessions.tap.inputNames[0]]: idsT });
+      } catch (e) {
+        throw new EvalError(
+          `the LM failed on a [${B}, ${T}] batch (is ${T} beyond its context?): ${
+            (e as Error).message
+          }`,
+        );
+      }
       const hookOut = tapOut[opts.hook];
       if (!hookOut) throw new EvalError(`the tap session has no output for hook "${opts.hook}"`);
       d = hookOut.dims[2];

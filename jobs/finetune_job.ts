@@ -45,9 +45,14 @@ export class JobInputError extends Error {
 }
 
 export async function loadModelById(database: Database, id: string): Promise<ModelProto> {
+  return (await loadModelRow(database, id)).model;
+}
+
+export async function loadModelRow(database: Database, id: string) {
   const [row] = await database.db.select().from(models).where(eq(models.id, id));
   if (!row) throw new JobInputError(`model "${id}" is not registered`);
-  return decodeModel(await Deno.readFile(row.path));
+  const info = (row.info ?? {}) as { contextLength?: number };
+  return { model: decodeModel(await Deno.readFile(row.path)), contextLength: info.contextLength };
 }
 
 export async function loadSaeById(database: Database, id: string): Promise<Sae> {
@@ -64,7 +69,7 @@ export function chooseEp(gpu: GpuContext, ep: "auto" | ExecutionProvider): Execu
 export function finetuneHandler(deps: FinetuneDeps): JobHandler {
   return async (ctx: JobContext) => {
     const cfg = FinetuneConfig.parse(ctx.job.config);
-    const model = await loadModelById(deps.database, cfg.model);
+    const { model, contextLength } = await loadModelRow(deps.database, cfg.model);
     const start = cfg.sae ? await loadSaeById(deps.database, cfg.sae) : null;
     const spec = cfg.hook ?? start?.cfg.metadata?.hookName ?? DEFAULT_HOOK[cfg.model];
     if (!spec) {
@@ -222,6 +227,7 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
           batchSize: cfg.batch_size,
           seqLen: cfg.seq_len,
           skipFirstPositions: cfg.skip_first_positions,
+          contextLength,
           sae: {
             dIn: trained.cfg.dIn,
             reconstruct: async (x, nTok) => {

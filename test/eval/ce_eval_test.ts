@@ -118,3 +118,82 @@ Deno.test("pooled metrics match a float64 computation; FVU is about the mean", (
   assertEquals(r.density!.dead, m - fired.size);
   assertEquals(r.density!.counts.reduce((a, b) => a + b, 0), fired.size);
 });
+
+Deno.test({
+  name: "an SAE saved in SAELens layout evaluates the same on the GPU as through the float64 path",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const { saveSae, loadSae } = await import("../../sae/io.ts");
+    const { DenseGpuTrainer } = await import("../../sae/dense_trainer.ts");
+    const { forwardRef } = await import("../sae/ref.ts");
+    const { initSae } = await import("../../sae/init.ts");
+    const { testGpu } = await import("../util/gpu.ts");
+    const rng = freshRng("saelens-eval");
+    const model = decodeModel(await Deno.readFile(new URL("tiny-neox.onnx", FIX)));
+    const ref = await readSafetensors(new URL("reference.safetensors", FIX));
+    const ids = i64(need(ref, "input_ids"));
+    const made = initSae({ kind: "topk", dIn: 128, dSae: 96, k: 8, metadata: { hookName: HOOK } }, {
+      seed: rng.int(1e6),
+    });
+    made.weights.b_enc = rng.normals(96, 0.5);
+    const dir = await Deno.makeTempDir();
+    try {
+      await saveSae(dir, made);
+      const sae = await loadSae(dir);
+      const gpu = new DenseGpuTrainer(await testGpu(), sae, {
+        weightDecay: 0,
+        gradClip: 1,
+        decoderConstraint: false,
+      });
+      const base = {
+        model,
+        hook: "resid_post:1",
+        ep: "wasm" as const,
+        batches: [ids],
+        batchSize: 4,
+        seqLen: 64,
+      };
+      const onGpu = await ceEval({
+        ...base,
+        sae: { dIn: 128, reconstruct: async (x, n) => ({ xhat: (await gpu.forward(x, n)).xhat }) },
+      });
+      gpu.release();
+      const in64 = await ceEval({
+        ...base,
+        sae: {
+          dIn: 128,
+          reconstruct: (x) => Promise.resolve({ xhat: Float32Array.from(forwardRef(sae, x).xHat) }),
+        },
+      });
+      for (const k of ["ceSpliced", "kl", "ceRecovered"] as const) {
+        assertLess(rel(onGpu[k], in64[k]), 1e-4, k);
+      }
+      assertLess(rel(onGpu.recon.fvu, in64.recon.fvu), 1e-4, "fvu");
+      assert(onGpu.ceSpliced > onGpu.ceClean, "a random SAE should cost CE");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "CE-eval errors: unknown hook lists candidates; sequence beyond the context names both",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const model = decodeModel(await Deno.readFile(new URL("tiny-neox.onnx", FIX)));
+    const sae: Reconstructor = { dIn: 128, reconstruct: (x) => Promise.resolve({ xhat: x }) };
+    const base = { model, ep: "wasm" as const, batchSize: 1, sae };
+    await assertRejects(
+      () => ceEval({ ...base, hook: "/nope", seqLen: 8, batches: [] }),
+      EvalError,
+      "/blocks.1/Add_2_output_0",
+    );
+    await assertRejects(
+      () => ceEval({ ...base, hook: HOOK, seqLen: 200, contextLength: 128, batches: [] }),
+      EvalError,
+      "sequence length 200 is longer than the model's context of 128",
+    );
+  },
+});

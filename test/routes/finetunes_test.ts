@@ -64,6 +64,12 @@ Deno.test({
         body: JSON.stringify({ kind: "mse", sae: "nope" }),
       });
       assertEquals((await unknown.json()).error.code, "unknown_sae");
+      const long = await fetch(`${url}/finetunes`, {
+        method: "POST",
+        body: JSON.stringify({ kind: "mse", seq_len: 256 }),
+      });
+      assertEquals(long.status, 400);
+      assertStringIncludes((await long.json()).error.message, "context of 128");
 
       const res = await fetch(`${url}/finetunes`, {
         method: "POST",
