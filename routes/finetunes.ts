@@ -41,11 +41,21 @@ export function finetuneRoutes(deps: AppDeps) {
     .post("/", async (c) => {
       const cfg = await jsonBody(c, FinetuneConfig);
       // Unknown references are the caller's mistake: say so now rather than fail the job later.
-      if (!(await db.select().from(models).where(eq(models.id, cfg.model))).length) {
+      const [model] = await db.select().from(models).where(eq(models.id, cfg.model));
+      if (!model) {
         throw new ApiError(
           400,
           "unknown_model",
           `model "${cfg.model}" is not registered (GET /models)`,
+        );
+      }
+      const ctx = (model.info as { contextLength?: number } | null)?.contextLength;
+      if (ctx && cfg.seq_len > ctx) {
+        throw new ApiError(
+          400,
+          "invalid_request",
+          `seq_len ${cfg.seq_len} is longer than model "${cfg.model}"'s context of ${ctx}`,
+          [{ path: "seq_len", message: `at most ${ctx}` }],
         );
       }
       if (cfg.sae && !(await db.select().from(saes).where(eq(saes.id, cfg.sae))).length) {
