@@ -20,6 +20,11 @@ export const Config = z.object({
   token: z.string().min(8, "must be at least 8 characters").optional(),
   /** Largest request body in bytes (uploads of SAEs count). */
   maxBodyBytes: z.coerce.number().int().min(1024).default(256 * 1024 * 1024),
+  /**
+   * How long a job stays claimed without a heartbeat; after a crash its job is taken again (and
+   * resumes from its checkpoint) once this has passed.
+   */
+  leaseMs: z.coerce.number().int().min(500).max(3_600_000).default(30_000),
 });
 export type Config = z.infer<typeof Config>;
 
@@ -35,6 +40,7 @@ const FLAG_FOR: Record<string, string> = {
   roots: "SPLICE_ROOTS",
   token: "SPLICE_TOKEN",
   maxBodyBytes: "--max-body-bytes / SPLICE_MAX_BODY_BYTES",
+  leaseMs: "SPLICE_LEASE_MS",
 };
 
 export function loadConfig(args: string[], env: Record<string, string | undefined>): Config {
@@ -64,6 +70,7 @@ export function loadConfig(args: string[], env: Record<string, string | undefine
     roots: env.SPLICE_ROOTS ? env.SPLICE_ROOTS.split(":").filter(Boolean) : undefined,
     token: env.SPLICE_TOKEN || undefined,
     maxBodyBytes: flags["max-body-bytes"] ?? env.SPLICE_MAX_BODY_BYTES,
+    leaseMs: env.SPLICE_LEASE_MS,
   };
   const r = Config.safeParse(raw);
   if (!r.success) {

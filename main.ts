@@ -60,7 +60,7 @@ async function main() {
   }
   await registerEmbedded(database.db);
   const events = new EventHub(new DbEventStore(database.db));
-  const runner = new JobRunner(new DbJobStore(database.db), events);
+  const runner = new JobRunner(new DbJobStore(database.db), events, { leaseMs: config.leaseMs });
   const metrics = new MetricsWriter(database.db);
   runner.register(
     "finetune",
