@@ -10,6 +10,7 @@ import { acquireGpu, GpuUnavailableError } from "./gpu/device.ts";
 import { EventHub } from "./jobs/events.ts";
 import { JobRunner } from "./jobs/runner.ts";
 import { finetuneHandler } from "./jobs/finetune_job.ts";
+import { evalHandler } from "./jobs/eval_job.ts";
 import { MetricsWriter } from "./db/metrics_writer.ts";
 import { createDenseTrainer } from "./sae/dense_trainer.ts";
 import { createApp } from "./routes/app.ts";
@@ -62,16 +63,15 @@ async function main() {
   const events = new EventHub(new DbEventStore(database.db));
   const runner = new JobRunner(new DbJobStore(database.db), events, { leaseMs: config.leaseMs });
   const metrics = new MetricsWriter(database.db);
-  runner.register(
-    "finetune",
-    finetuneHandler({
-      database,
-      gpu,
-      dataDir: config.dataDir,
-      metrics,
-      createTrainer: (g, sae, o) => createDenseTrainer(g, sae, o),
-    }),
-  );
+  const jobDeps = {
+    database,
+    gpu,
+    dataDir: config.dataDir,
+    metrics,
+    createTrainer: createDenseTrainer,
+  };
+  runner.register("finetune", finetuneHandler(jobDeps));
+  runner.register("eval", evalHandler(jobDeps));
   const app = createApp({ config, gpu, database, runner, events, startedAt: performance.now() });
   runner.start();
   const server = Deno.serve({

@@ -9,7 +9,10 @@ import type { EventHub } from "../jobs/events.ts";
 import type { JobRunner } from "../jobs/runner.ts";
 import { ApiError, errorBody, onError } from "./errors.ts";
 import { healthRoutes } from "./health.ts";
+import { datasetRoutes } from "./datasets.ts";
+import { evalRoutes } from "./evals.ts";
 import { finetuneRoutes } from "./finetunes.ts";
+import { openApiRoutes } from "./openapi.ts";
 import { modelRoutes } from "./models.ts";
 import { saeRoutes } from "./saes.ts";
 
@@ -22,6 +25,8 @@ export interface AppDeps {
   /** performance.now() at start, for uptime. */
   startedAt: number;
 }
+
+const OPEN = new Set(["/health", "/openapi.json", "/docs"]);
 
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
@@ -55,12 +60,16 @@ export function createApp(deps: AppDeps): Hono {
     });
     app.use(
       "*",
-      async (c, next) => (c.req.path === "/health" ? await next() : await auth(c, next)),
+      // /health and the API description stay open: load balancers and readers need no token.
+      async (c, next) => (OPEN.has(c.req.path) ? await next() : await auth(c, next)),
     );
   }
   app.route("/health", healthRoutes(deps));
   app.route("/models", modelRoutes(deps));
   app.route("/saes", saeRoutes(deps));
   app.route("/finetunes", finetuneRoutes(deps));
+  app.route("/evals", evalRoutes(deps));
+  app.route("/datasets", datasetRoutes(deps));
+  app.route("/", openApiRoutes());
   return app;
 }

@@ -1,0 +1,70 @@
+// The "eval" job: CE-eval of a registered SAE on a data set, stored in the evals table.
+import { evals, saes } from "../db/schema.ts";
+import { eq } from "drizzle-orm";
+import { ceEval } from "../eval/ce_eval.ts";
+import { EvalConfig } from "../eval/config.ts";
+import { loadSae } from "../sae/io.ts";
+import { loadDataset } from "./datasets.ts";
+import { chooseEp, type FinetuneDeps, JobInputError, loadModelRow } from "./finetune_job.ts";
+import type { JobContext, JobHandler } from "./runner.ts";
+
+export function evalHandler(deps: Omit<FinetuneDeps, "metrics">): JobHandler {
+  return async (ctx: JobContext) => {
+    const cfg = EvalConfig.parse(ctx.job.config);
+    const { model, contextLength } = await loadModelRow(deps.database, cfg.model);
+    const [row] = await deps.database.db.select().from(saes).where(eq(saes.id, cfg.sae));
+    if (!row) throw new JobInputError(`SAE "${cfg.sae}" is not registered`);
+    const sae = await loadSae(row.path);
+    const hook = cfg.hook ?? sae.cfg.metadata?.hookName ?? row.hook;
+    if (!hook) throw new JobInputError(`SAE "${cfg.sae}" names no hook; pass "hook"`);
+    const data = (await loadDataset(deps.database, cfg.dataset)).batches(
+      cfg.split,
+      cfg.batch_size,
+      cfg.seq_len,
+      0,
+      false,
+    );
+    const n = Math.max(1, Math.floor(cfg.sequences / cfg.batch_size));
+    const ep = chooseEp(deps.gpu, cfg.ep);
+    const runner = await deps.createTrainer(deps.gpu, sae, {
+      weightDecay: 0,
+      gradClip: 1,
+      decoderConstraint: false,
+    });
+    try {
+      const result = await ceEval({
+        model,
+        hook,
+        ep,
+        device: ep === "webgpu" ? deps.gpu.device : undefined,
+        batches: Array.from({ length: n }, () => data.next()),
+        totalBatches: n,
+        batchSize: cfg.batch_size,
+        seqLen: cfg.seq_len,
+        contextLength,
+        skipFirstPositions: cfg.skip_first_positions,
+        excludeTokens: cfg.exclude_tokens,
+        sae: {
+          dIn: sae.cfg.dIn,
+          reconstruct: async (x, nTok) => {
+            const f = await runner.forward(x, nTok);
+            return { xhat: f.xhat, l0: f.l0 };
+          },
+        },
+        signal: ctx.signal,
+        onProgress: (p) => void ctx.emit("progress", p),
+      });
+      await deps.database.db.insert(evals).values({
+        id: ctx.job.id,
+        jobId: ctx.job.id,
+        saeId: cfg.sae,
+        modelId: cfg.model,
+        config: cfg,
+        result,
+      });
+      return result;
+    } finally {
+      runner.release();
+    }
+  };
+}
