@@ -31,14 +31,13 @@ export interface OpenOptions {
 
 export async function openDatabase(opts: OpenOptions): Promise<Database> {
   if (opts.url) {
-    const client = postgres(opts.url, { max: 8, onnotice: () => {} });
-    const db = drizzlePostgres(client, { schema }) as unknown as Db;
     try {
-      await migratePostgres(db as never, { migrationsFolder: MIGRATIONS });
+      await migrateOnce(opts.url);
     } catch (e) {
-      await client.end({ timeout: 1 });
       throw new Error(`cannot open PostgreSQL at ${redact(opts.url)}: ${(e as Error).message}`);
     }
+    const client = postgres(opts.url, { max: 8, onnotice: () => {} });
+    const db = drizzlePostgres(client, { schema }) as unknown as Db;
     return {
       db,
       kind: "postgres",
@@ -52,6 +51,26 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
   const db = drizzlePglite(client, { schema }) as unknown as Db;
   await migratePglite(db as never, { migrationsFolder: MIGRATIONS });
   return { db, kind: "pglite", location: dir, close: () => client.close() };
+}
+
+/**
+ * Applies migrations under a PostgreSQL advisory lock on one connection, so several service
+ * processes starting at once on a fresh database do not race to create the same tables.
+ */
+async function migrateOnce(url: string): Promise<void> {
+  const client = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
+  try {
+    await client`SELECT pg_advisory_lock(7217700)`;
+    try {
+      await migratePostgres(drizzlePostgres(client, { schema }) as never, {
+        migrationsFolder: MIGRATIONS,
+      });
+    } finally {
+      await client`SELECT pg_advisory_unlock(7217700)`;
+    }
+  } finally {
+    await client.end({ timeout: 1 });
+  }
 }
 
 function redact(url: string): string {

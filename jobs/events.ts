@@ -55,7 +55,11 @@ export class EventHub {
   // Appends are chained per job so ids reach the store in order even when callers do not await.
   #tail = new Map<string, Promise<void>>();
 
-  constructor(readonly store: EventStore) {}
+  /**
+   * pollMs: how often a waiting subscriber also reads the store, which is how it sees events of a
+   * job that another service process (sharing the database) is running.
+   */
+  constructor(readonly store: EventStore, readonly pollMs = 1000) {}
 
   async #nextId(jobId: string): Promise<number> {
     let n = this.#next.get(jobId);
@@ -104,8 +108,14 @@ export class EventHub {
       }
       while (!signal?.aborted) {
         if (!queue.length) {
-          await new Promise<void>((r) => wake = r);
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const woke = await new Promise<boolean>((r) => {
+            wake = () => r(true);
+            timer = setTimeout(() => r(false), this.pollMs);
+          });
+          clearTimeout(timer);
           wake = null;
+          if (!woke && !signal?.aborted) queue.push(...await this.store.after(jobId, last));
           continue;
         }
         const e = queue.shift()!;

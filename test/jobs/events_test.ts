@@ -56,3 +56,18 @@ Deno.test("unawaited publishes keep their order; abort ends a subscription", asy
   ctl.abort();
   assertEquals((await second).done, true);
 });
+
+Deno.test("a subscriber sees events another process's hub writes to the shared store", async () => {
+  const store = new MemoryEventStore();
+  const here = new EventHub(store, 20), there = new EventHub(store, 20);
+  const got: number[] = [];
+  const reading = (async () => {
+    for await (const e of here.subscribe("j")) got.push(e.id);
+  })();
+  await there.publish("j", "log", { message: "a" });
+  await new Promise((r) => setTimeout(r, 50));
+  await there.publish("j", "log", { message: "b" });
+  await there.publish("j", "state", { state: "succeeded" });
+  await reading;
+  assertEquals(got, [1, 2, 3]);
+});
