@@ -117,7 +117,15 @@ export async function acquireGpu(opts: AcquireOptions = {}): Promise<GpuContext>
     console.error(`splice: uncaptured GPU error: ${(ev as GPUUncapturedErrorEvent).error.message}`);
   });
   if (opts.log ?? true) console.error(`splice: GPU adapter: ${info.description}`);
+  if (info.isSoftware) softwareDevices.add(device);
   return ctx;
+}
+
+const softwareDevices = new WeakSet<GPUDevice>();
+
+/** True when `device` came from a software adapter (llvmpipe): kernels pick CPU-shaped tiles. */
+export function isSoftwareDevice(device: GPUDevice): boolean {
+  return softwareDevices.has(device);
 }
 
 /** Runs fn inside a validation + out-of-memory error scope and throws what the scope caught. */

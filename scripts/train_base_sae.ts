@@ -12,7 +12,7 @@ import { finetuneHandler } from "../jobs/finetune_job.ts";
 import { MemoryJobStore } from "../jobs/memory_store.ts";
 import { JobRunner } from "../jobs/runner.ts";
 import { EMBEDDED_MODEL } from "../main.ts";
-import { createDenseTrainer } from "../sae/dense_trainer.ts";
+import { createSaeTrainer } from "../sae/trainers.ts";
 
 export async function trainBaseSae(
   opts: { tokens: number; seed: number; out: string; log?: (s: string) => void },
@@ -31,7 +31,7 @@ export async function trainBaseSae(
       gpu,
       dataDir: work,
       metrics: new MetricsWriter(database.db),
-      createTrainer: (g, sae, o) => createDenseTrainer(g, sae, o),
+      createTrainer: (g, sae, o) => createSaeTrainer(g, sae, o),
     }),
   );
   runner.start();

@@ -10,7 +10,7 @@ import { evalHandler } from "../../jobs/eval_job.ts";
 import { JobRunner } from "../../jobs/runner.ts";
 import { EMBEDDED_MODEL } from "../../main.ts";
 import { createApp } from "../../routes/app.ts";
-import { createDenseTrainer } from "../../sae/dense_trainer.ts";
+import { createSaeTrainer } from "../../sae/trainers.ts";
 import { initSae } from "../../sae/init.ts";
 import { saeLensConfig, saeLensTensors } from "../../sae/io.ts";
 import { serializeSafetensors } from "../../lib/safetensors.ts";
@@ -30,7 +30,7 @@ Deno.test({
     const runner = new JobRunner(new DbJobStore(database.db), events, { pollMs: 50 });
     runner.register(
       "eval",
-      evalHandler({ database, gpu, dataDir, createTrainer: createDenseTrainer }),
+      evalHandler({ database, gpu, dataDir, createTrainer: createSaeTrainer }),
     );
     const app = createApp({
       config: Config.parse({ dataDir }),

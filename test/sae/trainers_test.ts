@@ -1,9 +1,10 @@
-// The dense GPU trainer against float64 references: TopK gradients and weights after several
+// The dense and sparse-TopK GPU trainers against float64 references: TopK gradients and weights after several
 // AdamW steps vs test/util/reference_finetune.ts (with an external ∂KL/∂x̂ term, as the fine-tune
 // sends), and the ReLU L1 gradients vs central finite differences of the float64 loss.
 import { assertEquals, assertLess } from "@std/assert";
 import { readF32 } from "../../gpu/buffers.ts";
 import { DenseGpuTrainer } from "../../sae/dense_trainer.ts";
+import { TopKGpuTrainer } from "../../sae/topk_trainer.ts";
 import type { Sae } from "../../sae/types.ts";
 import { testGpu } from "../util/gpu.ts";
 import { freshRng, relError } from "../util/rand.ts";
@@ -37,58 +38,60 @@ const to64 = (s: Sae, k: number): Sae64 => ({
   b_dec: Float64Array.from(s.weights.b_dec),
 });
 
-Deno.test("dense GPU trainer, TopK: gradients and three AdamW steps match the float64 reference", async () => {
-  const gpu = await testGpu();
-  const rng = freshRng("dense-topk");
-  const d = 13 + rng.int(8), m = 37 + rng.int(30), k = 3 + rng.int(4), n = 19 + rng.int(20);
-  const sae = randomSae(rng, "topk", d, m, k);
-  const ref = to64(sae, k);
-  const adam = { m: {}, v: {}, t: 0 };
-  const trainer = new DenseGpuTrainer(gpu, sae, {
-    weightDecay: 0.01,
-    gradClip: 0.5,
-    decoderConstraint: false,
-  });
-  try {
-    for (let step = 0; step < 3; step++) {
-      const x = rng.normals(n * d), g = rng.normals(n * d, 0.01);
-      const fwd = await trainer.forward(x, n);
-      const r = referenceStep(
-        ref,
-        adam,
-        Float64Array.from(x),
-        new Float64Array(0),
-        new Float64Array(0),
-        n,
-        0,
-        {
-          objective: "mse",
-          lr: 1e-3,
-          weightDecay: 0.01,
-          clip: 0.5,
-          extraGrad: { g: Float64Array.from(g), wMse: 0.5, wExt: 0.7 },
-        },
-      );
-      assertLess(relError(fwd.xhat, r.xhat), 1e-5, `x̂ at step ${step}`);
-      assertLess(Math.abs(fwd.mse - r.mse) / r.mse, 1e-5);
-      let l0 = 0;
-      for (const h of r.h) if (h > 0) l0++;
-      assertLess(Math.abs(fwd.l0 - l0 / n), 1e-9);
-      const bw = await trainer.backwardAndStep({ wMse: 0.5, gExt: g, wExt: 0.7, lr: 1e-3 });
-      assertLess(Math.abs(bw.gradNorm - r.gradNorm) / r.gradNorm, 1e-4, "gradient norm");
-      for (const name of ["W_enc", "b_enc", "W_dec", "b_dec"] as const) {
-        const got = await readF32(gpu.device, trainer.grads[name], ref[name].length);
-        assertLess(relError(got, r.grads[name]), 1e-4, `∂${name} at step ${step}`);
+for (const Trainer of [DenseGpuTrainer, TopKGpuTrainer]) {
+  Deno.test(`${Trainer.name}, TopK: gradients and three AdamW steps match the float64 reference`, async () => {
+    const gpu = await testGpu();
+    const rng = freshRng("dense-topk");
+    const d = 13 + rng.int(8), m = 37 + rng.int(30), k = 3 + rng.int(4), n = 19 + rng.int(20);
+    const sae = randomSae(rng, "topk", d, m, k);
+    const ref = to64(sae, k);
+    const adam = { m: {}, v: {}, t: 0 };
+    const trainer = new Trainer(gpu, sae, {
+      weightDecay: 0.01,
+      gradClip: 0.5,
+      decoderConstraint: false,
+    });
+    try {
+      for (let step = 0; step < 3; step++) {
+        const x = rng.normals(n * d), g = rng.normals(n * d, 0.01);
+        const fwd = await trainer.forward(x, n);
+        const r = referenceStep(
+          ref,
+          adam,
+          Float64Array.from(x),
+          new Float64Array(0),
+          new Float64Array(0),
+          n,
+          0,
+          {
+            objective: "mse",
+            lr: 1e-3,
+            weightDecay: 0.01,
+            clip: 0.5,
+            extraGrad: { g: Float64Array.from(g), wMse: 0.5, wExt: 0.7 },
+          },
+        );
+        assertLess(relError(fwd.xhat, r.xhat), 1e-5, `x̂ at step ${step}`);
+        assertLess(Math.abs(fwd.mse - r.mse) / r.mse, 1e-5);
+        let l0 = 0;
+        for (const h of r.h) if (h > 0) l0++;
+        assertLess(Math.abs(fwd.l0 - l0 / n), 1e-9);
+        const bw = await trainer.backwardAndStep({ wMse: 0.5, gExt: g, wExt: 0.7, lr: 1e-3 });
+        assertLess(Math.abs(bw.gradNorm - r.gradNorm) / r.gradNorm, 1e-4, "gradient norm");
+        for (const name of ["W_enc", "b_enc", "W_dec", "b_dec"] as const) {
+          const got = await readF32(gpu.device, trainer.grads[name], ref[name].length);
+          assertLess(relError(got, r.grads[name]), 1e-4, `∂${name} at step ${step}`);
+        }
       }
+      const after = await trainer.toSae();
+      for (const name of ["W_enc", "b_enc", "W_dec", "b_dec"] as const) {
+        assertLess(relError(after.weights[name], ref[name]), 1e-5, `${name} after 3 steps`);
+      }
+    } finally {
+      trainer.release();
     }
-    const after = await trainer.toSae();
-    for (const name of ["W_enc", "b_enc", "W_dec", "b_dec"] as const) {
-      assertLess(relError(after.weights[name], ref[name]), 1e-5, `${name} after 3 steps`);
-    }
-  } finally {
-    trainer.release();
-  }
-});
+  });
+}
 
 Deno.test("dense GPU trainer, ReLU + L1: gradients match finite differences of the float64 loss", async () => {
   const gpu = await testGpu();

@@ -1,0 +1,135 @@
+// The sparse TopK trainer beyond the shared reference test (trainers_test.ts): at a size where
+// latents fire on many tokens it agrees with the dense path, its gradients match central finite
+// differences of the float64 loss, and two runs from the same state are bit-identical (the
+// latent → entries index is sorted, so no sum depends on atomic order).
+import { assertEquals, assertLess } from "@std/assert";
+import { readF32 } from "../../gpu/buffers.ts";
+import { DenseGpuTrainer } from "../../sae/dense_trainer.ts";
+import { TopKGpuTrainer } from "../../sae/topk_trainer.ts";
+import type { Sae } from "../../sae/types.ts";
+import { testGpu } from "../util/gpu.ts";
+import { freshRng, relError } from "../util/rand.ts";
+
+const NAMES = ["W_enc", "b_enc", "W_dec", "b_dec"] as const;
+const OPTS = { weightDecay: 0.01, gradClip: 1, decoderConstraint: true };
+
+function sae(rng: ReturnType<typeof freshRng>, d: number, m: number, k: number): Sae {
+  return {
+    cfg: { kind: "topk", dIn: d, dSae: m, k },
+    weights: {
+      W_enc: rng.normals(d * m, 0.3),
+      b_enc: rng.normals(m, 0.1),
+      W_dec: rng.normals(m * d, 0.3),
+      b_dec: rng.normals(d, 0.1),
+    },
+  };
+}
+
+Deno.test("sparse TopK trainer agrees with the dense path over two steps at a wider size", async () => {
+  const gpu = await testGpu();
+  const rng = freshRng("topk-vs-dense");
+  const d = 24 + rng.int(20), m = 300 + rng.int(200), k = 8 + rng.int(40), n = 150 + rng.int(100);
+  const s = sae(rng, d, m, k);
+  const a = new TopKGpuTrainer(gpu, s, OPTS), b = new DenseGpuTrainer(gpu, s, OPTS);
+  try {
+    for (let step = 0; step < 2; step++) {
+      const x = rng.normals(n * d), g = rng.normals(n * d, 0.01);
+      const fa = await a.forward(x, n), fb = await b.forward(x, n);
+      assertLess(relError(fa.xhat, fb.xhat), 1e-5, "x̂");
+      assertEquals(fa.l0, fb.l0);
+      const ga = await a.backwardAndStep({ wMse: 0.5, gExt: g, wExt: 0.3, lr: 1e-3 });
+      const gb = await b.backwardAndStep({ wMse: 0.5, gExt: g, wExt: 0.3, lr: 1e-3 });
+      assertLess(Math.abs(ga.gradNorm - gb.gradNorm) / gb.gradNorm, 1e-4);
+      assertEquals(ga.dead, gb.dead);
+      for (const name of NAMES) {
+        const size = s.weights[name].length;
+        assertLess(
+          relError(
+            await readF32(gpu.device, a.grads[name], size),
+            await readF32(gpu.device, b.grads[name], size),
+          ),
+          1e-4,
+          `∂${name} at step ${step}`,
+        );
+      }
+    }
+  } finally {
+    a.release();
+    b.release();
+  }
+});
+
+Deno.test("sparse TopK trainer: gradients match finite differences of the float64 loss", async () => {
+  const gpu = await testGpu();
+  const rng = freshRng("topk-fd");
+  const d = 6, m = 10, k = 3, n = 7, wMse = 0.7, wExt = 0.4;
+  const s = sae(rng, d, m, k);
+  const x = rng.normals(n * d), g = rng.normals(n * d);
+  const loss = (w: Record<string, Float64Array>) => {
+    let mse = 0, ext = 0;
+    for (let t = 0; t < n; t++) {
+      const pre = new Float64Array(m);
+      for (let j = 0; j < m; j++) {
+        let v = w.b_enc[j];
+        for (let i = 0; i < d; i++) v += (x[t * d + i] - w.b_dec[i]) * w.W_enc[i * m + j];
+        pre[j] = v;
+      }
+      const top = [...pre.keys()].sort((p, q) => pre[q] - pre[p] || p - q).slice(0, k);
+      for (let i = 0; i < d; i++) {
+        let v = w.b_dec[i];
+        for (const j of top) v += Math.max(pre[j], 0) * w.W_dec[j * d + i];
+        mse += (v - x[t * d + i]) ** 2;
+        ext += g[t * d + i] * v;
+      }
+    }
+    return wMse * mse / (n * d) + wExt * ext;
+  };
+  const trainer = new TopKGpuTrainer(gpu, s, {
+    weightDecay: 0,
+    gradClip: 1e9,
+    decoderConstraint: false,
+  });
+  try {
+    await trainer.forward(x, n);
+    await trainer.backwardAndStep({ wMse, gExt: g, wExt, lr: 0 });
+    const w64: Record<string, Float64Array> = {};
+    for (const name of NAMES) w64[name] = Float64Array.from(s.weights[name]);
+    for (const name of NAMES) {
+      const got = await readF32(gpu.device, trainer.grads[name], w64[name].length);
+      const fd = new Float64Array(w64[name].length);
+      for (let i = 0; i < fd.length; i++) {
+        const keep = w64[name][i];
+        w64[name][i] = keep + 1e-6;
+        const up = loss(w64);
+        w64[name][i] = keep - 1e-6;
+        fd[i] = (up - loss(w64)) / 2e-6;
+        w64[name][i] = keep;
+      }
+      assertLess(relError(got, fd), 1e-4, `∂${name}`);
+    }
+  } finally {
+    trainer.release();
+  }
+});
+
+Deno.test("sparse TopK trainer: two runs from the same state are bit-identical", async () => {
+  const gpu = await testGpu();
+  const rng = freshRng("topk-determinism");
+  const d = 32, m = 256, k = 16, n = 400;
+  const s = sae(rng, d, m, k);
+  const xs = [rng.normals(n * d), rng.normals(n * d)];
+  const run = async () => {
+    const t = new TopKGpuTrainer(gpu, s, OPTS);
+    try {
+      for (const x of xs) {
+        await t.forward(x, n);
+        await t.backwardAndStep({ wMse: 1, gExt: null, wExt: 0, lr: 1e-2 });
+      }
+      return await t.toSae();
+    } finally {
+      t.release();
+    }
+  };
+  const [r1, r2] = [await run(), await run()];
+  for (const name of NAMES) assertEquals(r1.weights[name], r2.weights[name], name);
+});
