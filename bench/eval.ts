@@ -5,7 +5,7 @@ import { acquireGpu } from "../gpu/device.ts";
 import { decodeModel } from "../lm/onnx.ts";
 import { ceEval, createEvalSessions } from "../eval/ce_eval.ts";
 import { initSae } from "../sae/init.ts";
-import { DenseGpuTrainer } from "../sae/dense_trainer.ts";
+import { TopKGpuTrainer } from "../sae/topk_trainer.ts";
 import { loadBrown } from "../data/brown.ts";
 import { packSequences, SequenceBatches } from "../data/sequences.ts";
 import { byteTokenizer } from "../data/tokenizer.ts";
@@ -27,7 +27,7 @@ const val = new SequenceBatches(
 );
 const data = Array.from({ length: batches }, () => val.next());
 const sae = initSae({ kind: "topk", dIn: 128, dSae: 2048, k: 16 }, { seed: 0 });
-const trainer = new DenseGpuTrainer(gpu, sae, {
+const trainer = new TopKGpuTrainer(gpu, sae, {
   weightDecay: 0,
   gradClip: 1,
   decoderConstraint: false,

@@ -2,6 +2,10 @@
 // top-k (gpu/topk.ts), decode gathering K decoder rows per token, and a backward that touches only
 // the active latents through a latent → entries index (shaders/sae_sparse.wgsl). Decode and
 // backward cost O(N·K·d) instead of O(N·n·d).
+// With dead latents (no firing for deadWindowTokens) the auxk loss of Gao et al. is added: the
+// residual e = x − x̂ (detached) is reconstructed from the top-k_aux pre-activations of the dead
+// latents, ê = Σ relu(pre_j)·W_dec,j, and coef·‖ê − e‖² / Σ‖e − ē‖² joins the loss, so dead
+// latents get gradient toward what the live ones miss.
 import { createBuffer, readF32, write } from "../gpu/buffers.ts";
 import { Matmul } from "../gpu/matmul.ts";
 import { grid1d, loadShader, pipelineCache } from "../gpu/pipelines.ts";
@@ -11,7 +15,35 @@ import { GpuSaeTrainer, type TrainerOptions } from "./gpu_trainer.ts";
 import type { Sae } from "./types.ts";
 
 const WG = 64;
-type SparseEntry = "decode" | "dval" | "count" | "scan" | "scatter" | "sort" | "grad_w" | "grad_b";
+type SparseEntry =
+  | "decode"
+  | "dval"
+  | "count"
+  | "scan"
+  | "scatter"
+  | "sort"
+  | "grad_w"
+  | "grad_b"
+  | "mask_dead";
+
+export interface TopKTrainerOptions extends TrainerOptions {
+  /** Latents in the auxk reconstruction (default d_in / 2, at most 256; 0 turns auxk off). */
+  auxK?: number;
+  /** Weight of the auxk loss (default 1/32, as Gao et al.). */
+  auxCoef?: number;
+}
+
+/** Buffers of the auxk term, made on the first step that has dead latents. */
+interface AuxBatch {
+  pre: GPUBuffer;
+  idx: GPUBuffer;
+  val: GPUBuffer;
+  dval: GPUBuffer;
+  list: GPUBuffer;
+  ehat: GPUBuffer;
+  de: GPUBuffer;
+  topk: TopK;
+}
 
 interface Batch {
   n: number;
@@ -26,14 +58,21 @@ interface Batch {
   list: GPUBuffer;
   enc: Matmul;
   topk: TopK;
+  aux: AuxBatch | null;
+  /** x and x̂ of the last forward, host side (the auxk residual). */
+  hostX: Float32Array;
+  hostXhat: Float32Array;
 }
 
 export class TopKGpuTrainer extends GpuSaeTrainer {
   readonly k: number;
+  readonly auxK: number;
+  readonly auxCoef: number;
   #batch: Batch | null = null;
-  #index: { count: GPUBuffer; offs: GPUBuffer; cursor: GPUBuffer };
+  #index: { count: GPUBuffer; offs: GPUBuffer; cursor: GPUBuffer; zeroBias: GPUBuffer };
+  #dead = 0;
 
-  constructor(gpu: GpuContext, sae: Sae, opts: TrainerOptions) {
+  constructor(gpu: GpuContext, sae: Sae, opts: TopKTrainerOptions) {
     const { cfg } = sae;
     if (cfg.kind !== "topk") {
       throw new Error(`the sparse TopK trainer trains topk SAEs, not ${cfg.kind}`);
@@ -45,11 +84,14 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     }
     super(gpu, sae, opts);
     this.k = cfg.k;
+    this.auxK = Math.min(opts.auxK ?? Math.max(1, cfg.dIn >> 1), TOPK_MAX_K, cfg.dSae);
+    this.auxCoef = opts.auxCoef ?? 1 / 32;
     const m = cfg.dSae;
     this.#index = {
       count: createBuffer(this.device, m * 4, "topk.count"),
       offs: createBuffer(this.device, (m + 1) * 4, "topk.offs"),
       cursor: createBuffer(this.device, m * 4, "topk.cursor"),
+      zeroBias: createBuffer(this.device, cfg.dIn * 4, "topk.zero-bias"),
     };
   }
 
@@ -71,8 +113,28 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
       list: buf(n * k, "topk.list"),
       enc: new Matmul(dev, { M: n, N: m, K: d }, true),
       topk: new TopK(dev, { rows: n, cols: m, k }),
+      aux: null,
+      hostX: new Float32Array(0),
+      hostXhat: new Float32Array(0),
     };
     return this.#batch;
+  }
+
+  #auxFor(b: Batch): AuxBatch {
+    if (b.aux) return b.aux;
+    const n = b.n, d = this.dIn, m = this.dSae, ka = this.auxK, dev = this.device;
+    const buf = (values: number, label: string) => createBuffer(dev, values * 4, label);
+    b.aux = {
+      pre: buf(n * m, "auxk.pre"),
+      idx: buf(n * ka, "auxk.idx"),
+      val: buf(n * ka, "auxk.val"),
+      dval: buf(n * ka, "auxk.dval"),
+      list: buf(n * ka, "auxk.list"),
+      ehat: buf(n * d, "auxk.ehat"),
+      de: buf(n * d, "auxk.de"),
+      topk: new TopK(dev, { rows: n, cols: m, k: ka }),
+    };
+    return b.aux;
   }
 
   protected freeBatch(): void {
@@ -81,6 +143,11 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     for (const x of [b.x, b.xc, b.pre, b.idx, b.val, b.dval, b.xhat, b.dx, b.list]) x.destroy();
     b.enc.destroy();
     b.topk.destroy();
+    if (b.aux) {
+      const a = b.aux;
+      for (const x of [a.pre, a.idx, a.val, a.dval, a.list, a.ehat, a.de]) x.destroy();
+      a.topk.destroy();
+    }
     this.#batch = null;
   }
 
@@ -90,18 +157,21 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     bufs: GPUBuffer[],
     threads: number,
     n: number,
-    transposed = false,
+    o: { k?: number; transposed?: boolean; accumulate?: boolean; site?: string } = {},
   ): void {
-    const p = pipelineCache(this.device).get(
-      loadShader("sae_sparse"),
-      e,
-      e === "scan" ? {} : {
-        WG,
-      },
-      `sae_sparse.${e}`,
-    );
-    const words = new Uint32Array([n, this.dIn, this.dSae, this.k, transposed ? 1 : 0, 0, 0, 0]);
-    const u = this.uniform(`sparse.${e}${transposed ? ".t" : ""}`, words.buffer);
+    const consts: Record<string, number> = e === "scan" ? {} : { WG };
+    const p = pipelineCache(this.device).get(loadShader("sae_sparse"), e, consts, `sparse.${e}`);
+    const words = new Uint32Array([
+      n,
+      this.dIn,
+      this.dSae,
+      o.k ?? this.k,
+      o.transposed ? 1 : 0,
+      o.accumulate ? 1 : 0,
+      Math.min(this.firing.deadWindowTokens, 0xffffffff),
+      0,
+    ]);
+    const u = this.uniform(`sparse.${e}.${o.site ?? ""}${o.transposed ? ".t" : ""}`, words.buffer);
     pass.setPipeline(p);
     pass.setBindGroup(
       0,
@@ -128,6 +198,8 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
       this.#sparse(pass, "decode", [b.idx, b.val, P.W_dec, P.b_dec, b.xhat], n * d, n);
     });
     const xhat = await readF32(this.device, b.xhat, n * d);
+    b.hostX = x.slice();
+    b.hostXhat = xhat;
     const val = await readF32(this.device, b.val, n * this.k);
     let active = 0;
     for (const v of val) if (v > 0) active++;
@@ -140,39 +212,113 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     const b = this.#batch;
     if (!b) throw new Error("backwardAndStep before forward");
     const n = b.n, d = this.dIn, m = this.dSae, k = this.k, P = this.params, G = this.grads;
-    const I = this.#index;
     if (o.gExt && o.gExt.length !== n * d) {
       throw new RangeError(`∂KL/∂x̂ has ${o.gExt.length} values, expected ${n * d}`);
     }
     write(this.device, b.dx, o.gExt ?? new Float32Array(n * d));
-    const enc = this.device.createCommandEncoder({ label: "sae.backward" });
-    enc.clearBuffer(I.count);
-    enc.clearBuffer(I.cursor);
-    const pass = enc.beginComputePass({ label: "sae.backward" });
-    this.runDense(pass, "dxhat", "dxhat", [b.xhat, b.x, b.dx], n * d, {
-      rows: n,
-      cols: d,
-      a: o.wMse * 2 / (n * d),
-      b: o.gExt ? o.wExt : 0,
+    this.#encode("sae.backward", (pass) => {
+      this.runDense(pass, "dxhat", "dxhat", [b.xhat, b.x, b.dx], n * d, {
+        rows: n,
+        cols: d,
+        a: o.wMse * 2 / (n * d),
+        b: o.gExt ? o.wExt : 0,
+      });
+      this.#sparse(pass, "dval", [b.idx, b.val, b.dx, P.W_dec, b.dval], n * k, n);
+      this.#sparseGrads(pass, n, k, b.idx, b.val, b.dval, b.list, b.dx, b.xc, false);
     });
-    this.#sparse(pass, "dval", [b.idx, b.val, b.dx, P.W_dec, b.dval], n * k, n);
-    this.#sparse(pass, "count", [b.idx, b.val, I.count], n * k, n);
-    this.#sparse(pass, "scan", [I.count, I.offs], 1, n);
-    this.#sparse(pass, "scatter", [b.idx, b.val, I.offs, I.cursor, b.list], n * k, n);
-    this.#sparse(pass, "sort", [I.offs, b.list], m, n);
-    this.#sparse(pass, "grad_w", [I.offs, b.list, b.val, b.dx, G.W_dec], m * d, n);
-    this.#sparse(pass, "grad_w", [I.offs, b.list, b.dval, b.xc, G.W_enc], m * d, n, true);
-    this.#sparse(pass, "grad_b", [I.offs, b.list, b.dval, G.b_enc], m, n);
-    // b_dec enters both the decoder output and the encoder input.
-    this.runDense(pass, "col_sum", "dxsum", [b.dx, b.dx, G.b_dec], d, { rows: n, cols: d });
-    this.runDense(pass, "bdec_grad", "bdec", [P.W_enc, G.b_enc, G.b_dec], d, { rows: d, cols: m });
-    this.firing.record(pass, n, { kind: "sparse", idx: b.idx, val: b.val, k });
-    this.firing.recordDeadCount(pass);
-    pass.end();
-    this.gpu.assertAlive();
-    this.device.queue.submit([enc.finish()]);
+    const aux = this.#dead > 0 && this.auxK > 0 && this.auxCoef > 0 ? await this.#auxk(b) : 0;
+    this.pass("sae.bdec", (pass) => {
+      // b_dec enters both the decoder output and the encoder input (∂b_enc includes auxk here).
+      this.runDense(pass, "col_sum", "dxsum", [b.dx, b.dx, G.b_dec], d, { rows: n, cols: d });
+      this.runDense(pass, "bdec_grad", "bdec", [P.W_enc, G.b_enc, G.b_dec], d, {
+        rows: d,
+        cols: m,
+      });
+      this.firing.record(pass, n, { kind: "sparse", idx: b.idx, val: b.val, k });
+      this.firing.recordDeadCount(pass);
+    });
     const { gradNorm, dead } = await this.optimizerStep(o.lr);
-    return { gradNorm, aux: 0, dead };
+    this.#dead = dead;
+    return { gradNorm, aux, dead };
+  }
+
+  /** A pass after clearing the latent index's counters. */
+  #encode(label: string, record: (pass: GPUComputePassEncoder) => void): void {
+    this.gpu.assertAlive();
+    const enc = this.device.createCommandEncoder({ label });
+    enc.clearBuffer(this.#index.count);
+    enc.clearBuffer(this.#index.cursor);
+    const pass = enc.beginComputePass({ label });
+    record(pass);
+    pass.end();
+    this.device.queue.submit([enc.finish()]);
+  }
+
+  /** Builds the latent → entries index of (idx, val) [n, kk] and writes or adds the gradients. */
+  #sparseGrads(
+    pass: GPUComputePassEncoder,
+    n: number,
+    kk: number,
+    idx: GPUBuffer,
+    val: GPUBuffer,
+    dval: GPUBuffer,
+    list: GPUBuffer,
+    dx: GPUBuffer,
+    xc: GPUBuffer,
+    accumulate: boolean,
+  ): void {
+    const I = this.#index, G = this.grads, m = this.dSae, d = this.dIn;
+    const o = { k: kk, accumulate, site: accumulate ? "aux" : "main" };
+    this.#sparse(pass, "count", [idx, val, I.count], n * kk, n, o);
+    this.#sparse(pass, "scan", [I.count, I.offs], 1, n, o);
+    this.#sparse(pass, "scatter", [idx, val, I.offs, I.cursor, list], n * kk, n, o);
+    this.#sparse(pass, "sort", [I.offs, list], m, n, o);
+    this.#sparse(pass, "grad_w", [I.offs, list, val, dx, G.W_dec], m * d, n, o);
+    this.#sparse(pass, "grad_w", [I.offs, list, dval, xc, G.W_enc], m * d, n, {
+      ...o,
+      transposed: true,
+    });
+    this.#sparse(pass, "grad_b", [I.offs, list, dval, G.b_enc], m, n, o);
+  }
+
+  /** Adds the auxk gradients; returns coef · the normalised auxk loss. */
+  async #auxk(b: Batch): Promise<number> {
+    const n = b.n, d = this.dIn, m = this.dSae, ka = this.auxK, P = this.params;
+    const a = this.#auxFor(b);
+    this.pass("sae.auxk.forward", (pass) => {
+      this.#sparse(pass, "mask_dead", [b.pre, this.firing.tokensSinceFired, a.pre], n * m, n);
+      a.topk.record(pass, a.pre, a.idx, a.val);
+      this.#sparse(
+        pass,
+        "decode",
+        [a.idx, a.val, P.W_dec, this.#index.zeroBias, a.ehat],
+        n * d,
+        n,
+        { k: ka, site: "aux" },
+      );
+    });
+    const ehat = await readF32(this.device, a.ehat, n * d);
+    const e = new Float64Array(n * d), mean = new Float64Array(d);
+    for (let q = 0; q < n * d; q++) {
+      e[q] = b.hostX[q] - b.hostXhat[q];
+      mean[q % d] += e[q] / n;
+    }
+    let total = 0, se = 0;
+    for (let q = 0; q < n * d; q++) {
+      total += (e[q] - mean[q % d]) ** 2;
+      se += (ehat[q] - e[q]) ** 2;
+    }
+    if (!(total > 0)) return 0;
+    const scale = 2 * this.auxCoef / total;
+    write(this.device, a.de, Float32Array.from(ehat, (v, q) => scale * (v - e[q])));
+    this.#encode("sae.auxk.backward", (pass) => {
+      this.#sparse(pass, "dval", [a.idx, a.val, a.de, P.W_dec, a.dval], n * ka, n, {
+        k: ka,
+        site: "aux",
+      });
+      this.#sparseGrads(pass, n, ka, a.idx, a.val, a.dval, a.list, a.de, b.xc, true);
+    });
+    return this.auxCoef * se / total;
   }
 
   override release(): void {

@@ -11,8 +11,10 @@
 //   grad_w       ∂W[j,i] = Σ_{e ∈ bucket j} coef[e]·rows[t(e), i]; written [j,i] (W_dec: coef = val,
 //                rows = dx̂) or [i,j] (W_enc: coef = dval, rows = x − b_dec) by a.transposed
 //   grad_b       ∂b_enc[j] = Σ_{e ∈ bucket j} dval[e]
+//   mask_dead    pre with every latent that is not dead set to −FLT_MAX (input of the auxk top-k)
+// grad_w and grad_b add to their output when a.accumulate is set (the auxk terms).
 
-struct Args { n: u32, d: u32, m: u32, k: u32, transposed: u32, _p0: u32, _p1: u32, _p2: u32 }
+struct Args { n: u32, d: u32, m: u32, k: u32, transposed: u32, accumulate: u32, window: u32, _p: u32 }
 
 override WG: u32 = 64u;
 
@@ -163,11 +165,8 @@ fn grad_w(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
     let entry = gw_list[q];
     acc = fma(gw_coef[entry], gw_rows[(entry / gw_a.k) * gw_a.d + i], acc);
   }
-  if (gw_a.transposed != 0u) {
-    gw_out[i * gw_a.m + j] = acc;
-  } else {
-    gw_out[e] = acc;
-  }
+  let o = select(e, i * gw_a.m + j, gw_a.transposed != 0u);
+  gw_out[o] = select(acc, gw_out[o] + acc, gw_a.accumulate != 0u);
 }
 
 @group(0) @binding(0) var<storage, read> gb_offs: array<u32>;
@@ -182,5 +181,17 @@ fn grad_b(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
   if (j >= gb_a.m) { return; }
   var acc = 0.0;
   for (var q = gb_offs[j]; q < gb_offs[j + 1u]; q++) { acc += gb_coef[gb_list[q]]; }
-  gb_out[j] = acc;
+  gb_out[j] = select(acc, gb_out[j] + acc, gb_a.accumulate != 0u);
+}
+
+@group(0) @binding(0) var<storage, read> md_pre: array<f32>;
+@group(0) @binding(1) var<storage, read> md_since: array<u32>;
+@group(0) @binding(2) var<storage, read_write> md_out: array<f32>;
+@group(0) @binding(3) var<uniform> md_a: Args;
+
+@compute @workgroup_size(WG)
+fn mask_dead(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let e = flat(gid, nwg);
+  if (e >= md_a.n * md_a.m) { return; }
+  md_out[e] = select(-3.4028235e38, md_pre[e], md_since[e % md_a.m] >= md_a.window);
 }

@@ -133,3 +133,100 @@ Deno.test("sparse TopK trainer: two runs from the same state are bit-identical",
   const [r1, r2] = [await run(), await run()];
   for (const name of NAMES) assertEquals(r1.weights[name], r2.weights[name], name);
 });
+
+Deno.test("auxk: with dead latents, gradients match finite differences of MSE + coef·auxk loss", async () => {
+  const gpu = await testGpu();
+  const rng = freshRng("topk-auxk");
+  const d = 5, m = 16, k = 2, n = 5, auxK = 4, coef = 0.5, wMse = 0.8;
+  const s = sae(rng, d, m, k);
+  const w0: Record<string, Float64Array> = {};
+  for (const name of NAMES) w0[name] = Float64Array.from(s.weights[name]);
+  const preOf = (w: Record<string, Float64Array>, x: Float32Array, t: number) =>
+    Float64Array.from({ length: m }, (_, j) => {
+      let v = w.b_enc[j];
+      for (let i = 0; i < d; i++) v += (x[t * d + i] - w.b_dec[i]) * w.W_enc[i * m + j];
+      return v;
+    });
+  const top = (pre: Float64Array, kk: number, allowed: (j: number) => boolean) =>
+    [...pre.keys()].filter(allowed).sort((p, q) => pre[q] - pre[p] || p - q).slice(0, kk);
+  const decode = (
+    w: Record<string, Float64Array>,
+    pre: Float64Array,
+    js: number[],
+    bias: boolean,
+  ) =>
+    Float64Array.from({ length: d }, (_, i) => {
+      let v = bias ? w.b_dec[i] : 0;
+      for (const j of js) v += Math.max(pre[j], 0) * w.W_dec[j * d + i];
+      return v;
+    });
+  // Step 1 (lr 0) marks every latent that did not fire on x0 as dead (window of one token).
+  const x0 = rng.normals(n * d), x = rng.normals(n * d);
+  const fired = new Set<number>();
+  for (let t = 0; t < n; t++) {
+    const pre = preOf(w0, x0, t);
+    for (const j of top(pre, k, () => true)) if (pre[j] > 0) fired.add(j);
+  }
+  const dead = (j: number) => !fired.has(j);
+  // The residual e = x − x̂ is detached: fixed at the weights of the step.
+  const e0 = new Float64Array(n * d);
+  for (let t = 0; t < n; t++) {
+    const pre = preOf(w0, x, t);
+    const xhat = decode(w0, pre, top(pre, k, () => true), true);
+    for (let i = 0; i < d; i++) e0[t * d + i] = x[t * d + i] - xhat[i];
+  }
+  let total = 0;
+  for (let i = 0; i < d; i++) {
+    let mu = 0;
+    for (let t = 0; t < n; t++) mu += e0[t * d + i] / n;
+    for (let t = 0; t < n; t++) total += (e0[t * d + i] - mu) ** 2;
+  }
+  const parts = (w: Record<string, Float64Array>) => {
+    let mse = 0, aux = 0;
+    for (let t = 0; t < n; t++) {
+      const pre = preOf(w, x, t);
+      const xhat = decode(w, pre, top(pre, k, () => true), true);
+      const ehat = decode(w, pre, top(pre, auxK, dead), false);
+      for (let i = 0; i < d; i++) {
+        mse += (xhat[i] - x[t * d + i]) ** 2;
+        aux += (ehat[i] - e0[t * d + i]) ** 2;
+      }
+    }
+    return { mse: mse / (n * d), aux: coef * aux / total };
+  };
+  const loss = (w: Record<string, Float64Array>) => {
+    const p = parts(w);
+    return wMse * p.mse + p.aux;
+  };
+  const trainer = new TopKGpuTrainer(gpu, s, {
+    weightDecay: 0,
+    gradClip: 1e9,
+    decoderConstraint: false,
+    deadWindowTokens: 1,
+    auxK,
+    auxCoef: coef,
+  });
+  try {
+    await trainer.forward(x0, n);
+    const first = await trainer.backwardAndStep({ wMse, gExt: null, wExt: 0, lr: 0 });
+    assertEquals(first.dead, m - fired.size, "dead latents after the first batch");
+    await trainer.forward(x, n);
+    const second = await trainer.backwardAndStep({ wMse, gExt: null, wExt: 0, lr: 0 });
+    assertLess(Math.abs(second.aux - parts(w0).aux) / parts(w0).aux, 1e-4, "auxk loss");
+    for (const name of NAMES) {
+      const got = await readF32(gpu.device, trainer.grads[name], w0[name].length);
+      const fd = new Float64Array(w0[name].length);
+      for (let i = 0; i < fd.length; i++) {
+        const keep = w0[name][i];
+        w0[name][i] = keep + 1e-6;
+        const up = loss(w0);
+        w0[name][i] = keep - 1e-6;
+        fd[i] = (up - loss(w0)) / 2e-6;
+        w0[name][i] = keep;
+      }
+      assertLess(relError(got, fd), 1e-4, `∂${name} with auxk`);
+    }
+  } finally {
+    trainer.release();
+  }
+});
