@@ -47,7 +47,7 @@ export function evalHandler(deps: Omit<FinetuneDeps, "metrics">): JobHandler {
         sae: {
           dIn: sae.cfg.dIn,
           reconstruct: async (x, nTok) => {
-            const f = await runner.forward(x, nTok);
+            const f = await runner.forward(x, nTok, true);
             return { xhat: f.xhat, l0: f.l0 };
           },
         },

@@ -231,7 +231,7 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
           sae: {
             dIn: trained.cfg.dIn,
             reconstruct: async (x, nTok) => {
-              const f = await trainer.forward(x, nTok);
+              const f = await trainer.forward(x, nTok, true);
               return { xhat: f.xhat, l0: f.l0 };
             },
           },

@@ -1,17 +1,34 @@
 // A GPU SAE trainer on dense kernels (shaders/matmul.wgsl, shaders/sae_dense.wgsl): ReLU with the
-// decoder-norm-weighted L1, and TopK computed densely (topk_trainer.ts makes the TopK step sparse;
-// this path stays as its cross-check). The optimizer and state are gpu_trainer.ts's.
+// decoder-norm-weighted L1; BatchTopK (shaders/batch_topk.wgsl: the K·N largest over the batch while
+// training, a running threshold at inference); JumpReLU with its θ trained by the straight-through
+// estimator and an L0 penalty (shaders/jumprelu.wgsl); and TopK computed densely (topk_trainer.ts
+// makes the TopK step sparse; this path stays as its cross-check). The optimizer and state are
+// gpu_trainer.ts's.
 // x, x̂ and ∂KL/∂x̂ cross to the host once a step, which is where the LM runs on machines without a
 // GPU (ORT's wasm EP).
-import { createBuffer, readF32, write } from "../gpu/buffers.ts";
+import { createBuffer, readF32, readU32, write } from "../gpu/buffers.ts";
 import { Matmul } from "../gpu/matmul.ts";
+import { dispatch, grid1d, loadShader, pipelineCache } from "../gpu/pipelines.ts";
 import type { GpuContext } from "../gpu/device.ts";
-import { GpuSaeTrainer, type TrainerOptions } from "./gpu_trainer.ts";
+import { GpuSaeTrainer, type TrainerOptions, type TrainerState } from "./gpu_trainer.ts";
 import type { Sae } from "./types.ts";
 
 const K_MAX = 256;
 
-export type DenseTrainerOptions = TrainerOptions;
+export interface DenseTrainerOptions extends TrainerOptions {
+  /** JumpReLU: bandwidth ε of the straight-through estimator (default 0.001, as the paper). */
+  jumpBandwidth?: number;
+  /** BatchTopK: EMA factor of the running inference threshold (default 0.999). */
+  thresholdBeta?: number;
+}
+
+const KINDS = ["relu", "topk", "batchtopk", "jumprelu"];
+
+/** The float whose order-preserving key (shaders/topk.wgsl's key()) is k. */
+function fromKey(k: number): number {
+  const u = (k & 0x80000000) ? (k & 0x7fffffff) : (~k >>> 0);
+  return new Float32Array(Uint32Array.of(u).buffer)[0];
+}
 
 interface Batch {
   n: number;
@@ -23,6 +40,9 @@ interface Batch {
   dx: GPUBuffer;
   dh: GPUBuffer;
   l0: GPUBuffer;
+  /** BatchTopK: selection state (8 u32) and the 256-bin histogram. */
+  select: GPUBuffer;
+  hist: GPUBuffer;
   enc: Matmul;
   dec: Matmul;
   dhMm: Matmul;
@@ -33,18 +53,29 @@ interface Batch {
 export class DenseGpuTrainer extends GpuSaeTrainer {
   #batch: Batch | null = null;
   #scratch: { norms: GPUBuffer; hsum: GPUBuffer };
+  /** BatchTopK's running threshold (host copy of params.threshold); < 0 until the first batch. */
+  #threshold = -1;
 
-  constructor(gpu: GpuContext, sae: Sae, opts: DenseTrainerOptions) {
+  constructor(gpu: GpuContext, sae: Sae, readonly denseOpts: DenseTrainerOptions) {
     const { cfg } = sae;
-    if (cfg.kind !== "relu" && cfg.kind !== "topk") {
-      throw new Error(
-        `the dense GPU trainer trains relu and topk SAEs; ${cfg.kind} is not supported yet`,
-      );
+    if (!KINDS.includes(cfg.kind)) {
+      throw new Error(`the dense GPU trainer trains ${KINDS.join(", ")} SAEs, not ${cfg.kind}`);
     }
     if (cfg.kind === "topk" && !(cfg.k && cfg.k >= 1 && cfg.k <= K_MAX)) {
       throw new RangeError(`topk SAE: k must be in [1, ${K_MAX}], got ${cfg.k}`);
     }
-    super(gpu, sae, opts);
+    if (cfg.kind === "batchtopk" && !(cfg.k && cfg.k >= 1 && cfg.k <= cfg.dSae)) {
+      throw new RangeError(`batchtopk SAE: k must be in [1, d_sae=${cfg.dSae}], got ${cfg.k}`);
+    }
+    const th = sae.weights.threshold;
+    const thSize = cfg.kind === "jumprelu" ? cfg.dSae : 1;
+    if ((cfg.kind === "jumprelu" || cfg.kind === "batchtopk") && th?.length !== thSize) {
+      throw new RangeError(
+        `${cfg.kind} SAE: threshold must hold ${thSize} value(s), found ${th?.length ?? "none"}`,
+      );
+    }
+    super(gpu, sae, denseOpts);
+    if (cfg.kind === "batchtopk") this.#threshold = th![0];
     const n = cfg.dSae;
     this.#scratch = {
       norms: createBuffer(this.device, n * 4, "dense.norms"),
@@ -67,6 +98,8 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
       dx: buf(n * d, "dense.dx"),
       dh: buf(n * m, "dense.dh"),
       l0: buf(n, "dense.l0"),
+      select: buf(8, "batchtopk.state"),
+      hist: buf(256, "batchtopk.hist"),
       enc: new Matmul(dev, { M: n, N: m, K: d }, true),
       dec: new Matmul(dev, { M: n, N: d, K: m }, true),
       dhMm: new Matmul(dev, { M: n, N: m, K: d, transB: true }),
@@ -79,36 +112,88 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
   protected freeBatch(): void {
     const b = this.#batch;
     if (!b) return;
-    for (const x of [b.x, b.xc, b.pre, b.h, b.xhat, b.dx, b.dh, b.l0]) x.destroy();
+    for (const x of [b.x, b.xc, b.pre, b.h, b.xhat, b.dx, b.dh, b.l0, b.select, b.hist]) {
+      x.destroy();
+    }
     for (const mm of [b.enc, b.dec, b.dhMm, b.gEnc, b.gDec]) mm.destroy();
     this.#batch = null;
   }
 
-  async forward(x: Float32Array, n: number) {
+  /** Records the shaders/batch_topk.wgsl (or jumprelu.wgsl) entry `e` over `threads`. */
+  #aux(
+    pass: GPUComputePassEncoder,
+    shader: "batch_topk" | "jumprelu",
+    e: string,
+    bufs: GPUBuffer[],
+    threads: number,
+    words: ArrayBuffer,
+  ): void {
+    const consts: Record<string, number> = e === "pick" ? {} : { WG: 64 };
+    const p = pipelineCache(this.device).get(loadShader(shader), e, consts, `${shader}.${e}`);
+    const u = this.uniform(`${shader}.${e}`, words);
+    const wg = e === "pick" ? [1, 1] as [number, number] : grid1d(Math.ceil(threads / 64));
+    dispatch(this.device, pass, p, [...bufs, u], wg);
+  }
+
+  #activation(pass: GPUComputePassEncoder, b: Batch, inference: boolean): void {
+    const { kind, k } = this.sae.cfg;
+    const n = b.n, m = this.dSae, count = n * m;
+    if (kind === "topk") {
+      this.runDense(pass, "topk_relu", "act", [b.pre, b.pre, b.h], n, { rows: n, cols: m, k });
+    } else if (kind === "relu") {
+      this.runDense(pass, "relu", "act", [b.pre, b.pre, b.h], count, { rows: n, cols: m });
+    } else if (kind === "jumprelu" || inference) {
+      const cols = kind === "jumprelu" ? m : 1;
+      const words = new Uint32Array([count, 0, cols, 0]).buffer;
+      this.#aux(
+        pass,
+        "batch_topk",
+        "threshold",
+        [b.pre, this.params.threshold!, b.h],
+        count,
+        words,
+      );
+    } else {
+      const words = new Uint32Array([count, k! * n, m, 0]).buffer;
+      for (let round = 0; round < 4; round++) {
+        this.#aux(pass, "batch_topk", "hist", [b.pre, b.select, b.hist], count, words);
+        this.#aux(pass, "batch_topk", "pick", [b.select, b.hist], 1, words);
+      }
+      this.#aux(pass, "batch_topk", "mask", [b.pre, b.select, b.h], count, words);
+    }
+  }
+
+  async forward(x: Float32Array, n: number, inference = false) {
     const d = this.dIn, m = this.sae.cfg.dSae, P = this.params;
     if (x.length !== n * d) {
       throw new RangeError(`forward: x has ${x.length} values, expected ${n}×${d}`);
     }
     const b = this.#batchFor(n);
     write(this.device, b.x, x);
+    const selecting = this.sae.cfg.kind === "batchtopk" && !inference;
+    if (selecting) write(this.device, b.select, new Uint32Array(8));
+    if (selecting) write(this.device, b.hist, new Uint32Array(256));
     this.pass("sae.forward", (pass) => {
       this.runDense(pass, "center", "center", [b.x, P.b_dec, b.xc], n * d, { rows: n, cols: d });
       b.enc.record(pass, b.xc, P.W_enc, b.pre, P.b_enc);
-      if (this.sae.cfg.kind === "topk") {
-        this.runDense(pass, "topk_relu", "act", [b.pre, b.pre, b.h], n, {
-          rows: n,
-          cols: m,
-          k: this.sae.cfg.k,
-        });
-      } else {
-        this.runDense(pass, "relu", "act", [b.pre, b.pre, b.h], n * m, { rows: n, cols: m });
-      }
+      this.#activation(pass, b, inference);
       b.dec.record(pass, b.h, P.W_dec, b.xhat, P.b_dec);
       this.runDense(pass, "count_active", "l0", [b.h, b.h, b.l0], n, { rows: n, cols: m });
     });
     const xhat = await readF32(this.device, b.xhat, n * d);
     const l0s = await readF32(this.device, b.l0, n);
+    if (selecting) await this.#updateThreshold(b);
     return { xhat, mse: this.mseOf(x, xhat), l0: l0s.reduce((a, v) => a + v, 0) / n };
+  }
+
+  /** BatchTopK: EMA of the smallest selected activation, the threshold used at inference. */
+  async #updateThreshold(b: Batch): Promise<void> {
+    const [T, , , , positives] = await readU32(this.device, b.select, 5);
+    if (!positives) return;
+    const minAct = fromKey(T);
+    const beta = this.denseOpts.thresholdBeta ?? 0.999;
+    this.#threshold = this.#threshold < 0 ? minAct : beta * this.#threshold + (1 - beta) * minAct;
+    write(this.device, this.params.threshold!, Float32Array.of(this.#threshold));
   }
 
   async backwardAndStep(
@@ -122,7 +207,12 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
       P = this.params,
       G = this.grads,
       S = this.#scratch;
-    const l1 = this.sae.cfg.kind === "relu" ? (o.l1 ?? this.sae.cfg.l1Coefficient ?? 0) : 0;
+    const { kind } = this.sae.cfg;
+    // relu: λ of the L1 term; jumprelu: λ of the L0 term (both held by the L1 controller).
+    const lambda = kind === "relu" || kind === "jumprelu"
+      ? (o.l1 ?? this.sae.cfg.l1Coefficient ?? 0)
+      : 0;
+    const l1 = kind === "relu" ? lambda : 0;
     if (o.gExt) {
       if (o.gExt.length !== n * d) {
         throw new RangeError(`∂KL/∂x̂ has ${o.gExt.length} values, expected ${n * d}`);
@@ -139,6 +229,24 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
         b: o.gExt ? o.wExt : 0,
       });
       b.dhMm.record(pass, b.dx, P.W_dec, b.dh);
+      if (kind === "jumprelu") {
+        const words = new ArrayBuffer(32);
+        new Uint32Array(words, 0, 4).set([n, m, 0, 0]);
+        new Float32Array(words, 16, 4).set([
+          this.denseOpts.jumpBandwidth ?? 1e-3,
+          lambda / n,
+          0,
+          0,
+        ]);
+        this.#aux(
+          pass,
+          "jumprelu",
+          "theta_grad",
+          [b.pre, b.dh, P.threshold!, G.threshold!],
+          m,
+          words,
+        );
+      }
       this.runDense(pass, "row_norms", "norms", [P.W_dec, P.W_dec, S.norms], m, {
         rows: m,
         cols: d,
@@ -180,6 +288,12 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
     });
     const { gradNorm, dead } = await this.optimizerStep(o.lr);
     return { gradNorm, aux: 0, dead };
+  }
+
+  override async restore(state: TrainerState): Promise<void> {
+    await super.restore(state);
+    const th = state.get("threshold");
+    if (this.sae.cfg.kind === "batchtopk" && th) this.#threshold = th.data[0];
   }
 
   override release(): void {

@@ -49,7 +49,9 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
   readonly dSae: number;
   readonly device: GPUDevice;
   readonly params: SaeParams;
-  readonly grads: Record<"W_enc" | "b_enc" | "W_dec" | "b_dec", GPUBuffer>;
+  readonly grads: Record<"W_enc" | "b_enc" | "W_dec" | "b_dec", GPUBuffer> & {
+    threshold?: GPUBuffer;
+  };
   protected readonly firing: FiringTracker;
   protected lastMse = 0;
   #groups: ParamGroup[];
@@ -73,10 +75,15 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
       W_dec: createBuffer(this.device, n * d * 4, "grad.W_dec"),
       b_dec: createBuffer(this.device, d * 4, "grad.b_dec"),
     };
+    // JumpReLU's θ is trained (straight-through estimator); BatchTopK's threshold is a running
+    // statistic the trainer sets.
+    const trainTheta = cfg.kind === "jumprelu";
+    if (trainTheta) this.grads.threshold = createBuffer(this.device, n * 4, "grad.threshold");
     this.#groups = makeParamGroups(this.device, cfg, this.params, this.grads, {
-      trainable: (name) => name !== "threshold",
-      // As torch.optim.AdamW(sae.parameters(), weight_decay=…) in the paper's recipe: biases too.
-      decay: () => true,
+      trainable: (name) => name !== "threshold" || trainTheta,
+      // As torch.optim.AdamW(sae.parameters(), weight_decay=…) in the paper's recipe: biases too
+      // (not θ, which decay would pull toward firing everywhere).
+      decay: (name) => name !== "threshold",
     });
     this.#adam = new AdamW(this.device, this.#groups, { weightDecay: opts.weightDecay });
     this.#clip = new GradClipper(
@@ -89,7 +96,8 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
     this.firing = new FiringTracker(this.device, n, opts.deadWindowTokens ?? 1_000_000);
   }
 
-  abstract forward(x: Float32Array, n: number): Promise<{
+  /** inference: BatchTopK uses its running threshold instead of the batch selection. */
+  abstract forward(x: Float32Array, n: number, inference?: boolean): Promise<{
     xhat: Float32Array;
     mse: number;
     l0: number;
@@ -213,6 +221,13 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
       out.set(`v.${g.name}`, { data: await readF32(this.device, g.v, g.size), shape: [g.size] });
     }
     out.set("adam.t", { data: Float32Array.of(this.#adam.t), shape: [1] });
+    const th = this.params.threshold;
+    if (th && !out.has("threshold")) {
+      out.set("threshold", {
+        data: await readF32(this.device, th, th.size / 4),
+        shape: [th.size / 4],
+      });
+    }
     return out;
   }
 
@@ -231,6 +246,8 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
       }
     }
     this.#adam.t = state.get("adam.t")?.data[0] ?? 0;
+    const th = state.get("threshold");
+    if (this.params.threshold && th) write(this.device, this.params.threshold, th.data);
     return Promise.resolve();
   }
 

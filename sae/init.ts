@@ -55,6 +55,8 @@ export function initSae(cfg: SaeConfig, opts: InitOptions): Sae {
   if (cfg.kind === "jumprelu") {
     sae.weights.threshold = new Float32Array(n).fill(opts.threshold ?? 0.001);
   }
+  // BatchTopK's inference threshold is unset (−1) until training has seen a batch.
+  if (cfg.kind === "batchtopk") sae.weights.threshold = Float32Array.of(-1);
   return sae;
 }
 

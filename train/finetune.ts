@@ -19,8 +19,15 @@ import { lrAt, type LrSchedule, validateSchedule } from "./schedule.ts";
 /** What the loop needs of an SAE and its optimizer (implemented on the GPU by sae/trainer.ts). */
 export interface SaeTrainer {
   readonly dIn: number;
-  /** Reconstructs x [n, d]; keeps what backward needs. */
-  forward(x: Float32Array, n: number): Promise<{ xhat: Float32Array; mse: number; l0: number }>;
+  /**
+   * Reconstructs x [n, d]; keeps what backward needs. `inference`: as at evaluation (BatchTopK
+   * applies its running threshold rather than selecting over the batch).
+   */
+  forward(
+    x: Float32Array,
+    n: number,
+    inference?: boolean,
+  ): Promise<{ xhat: Float32Array; mse: number; l0: number }>;
   /**
    * Backward of wMse·mse + wExt·⟨gExt, x̂⟩ (gExt = ∂KL/∂x̂ from the LM) + the SAE's own terms
    * (L1 with `l1` for relu, auxk for topk), then global-norm clipping and one AdamW step at lr.
