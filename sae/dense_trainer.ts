@@ -196,9 +196,7 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
     write(this.device, this.params.threshold!, Float32Array.of(this.#threshold));
   }
 
-  async backwardAndStep(
-    o: { wMse: number; gExt: Float32Array | null; wExt: number; lr: number; l1?: number },
-  ) {
+  async backward(o: { wMse: number; gExt: Float32Array | null; wExt: number; l1?: number }) {
     const b = this.#batch;
     if (!b) throw new Error("backwardAndStep before forward");
     const n = b.n,
@@ -286,8 +284,7 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
       this.firing.record(pass, n, { kind: "dense", h: b.h, n: m });
       this.firing.recordDeadCount(pass);
     });
-    const { gradNorm, dead } = await this.optimizerStep(o.lr);
-    return { gradNorm, aux: 0, dead };
+    return { aux: 0 };
   }
 
   override async restore(state: TrainerState): Promise<void> {

@@ -103,9 +103,30 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
     l0: number;
   }>;
 
-  abstract backwardAndStep(
+  /**
+   * Gradients of wMse·mse + wExt·⟨gExt, x̂⟩ + the SAE's own terms into `grads`, no update (adapters
+   * such as LoRA on the SAE read them); returns the SAE's auxiliary loss.
+   */
+  abstract backward(
+    o: { wMse: number; gExt: Float32Array | null; wExt: number; l1?: number },
+  ): Promise<{ aux: number }>;
+
+  /** Dead latents after the last step. */
+  protected lastDead = 0;
+
+  async backwardAndStep(
     o: { wMse: number; gExt: Float32Array | null; wExt: number; lr: number; l1?: number },
-  ): Promise<{ gradNorm: number; aux: number; dead: number }>;
+  ): Promise<{ gradNorm: number; aux: number; dead: number }> {
+    const { aux } = await this.backward(o);
+    const { gradNorm, dead } = await this.optimizerStep(o.lr);
+    this.lastDead = dead;
+    return { gradNorm, aux, dead };
+  }
+
+  /** Dead latents now (reads the firing tracker). */
+  deadLatents(): Promise<number> {
+    return this.firing.readDead();
+  }
 
   /** Frees the per-batch-size buffers. */
   protected abstract freeBatch(): void;

@@ -70,7 +70,6 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
   readonly auxCoef: number;
   #batch: Batch | null = null;
   #index: { count: GPUBuffer; offs: GPUBuffer; cursor: GPUBuffer; zeroBias: GPUBuffer };
-  #dead = 0;
 
   constructor(gpu: GpuContext, sae: Sae, opts: TopKTrainerOptions) {
     const { cfg } = sae;
@@ -206,9 +205,7 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     return { xhat, mse: this.mseOf(x, xhat), l0: active / n };
   }
 
-  async backwardAndStep(
-    o: { wMse: number; gExt: Float32Array | null; wExt: number; lr: number },
-  ) {
+  async backward(o: { wMse: number; gExt: Float32Array | null; wExt: number }) {
     const b = this.#batch;
     if (!b) throw new Error("backwardAndStep before forward");
     const n = b.n, d = this.dIn, m = this.dSae, k = this.k, P = this.params, G = this.grads;
@@ -226,7 +223,7 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
       this.#sparse(pass, "dval", [b.idx, b.val, b.dx, P.W_dec, b.dval], n * k, n);
       this.#sparseGrads(pass, n, k, b.idx, b.val, b.dval, b.list, b.dx, b.xc, false);
     });
-    const aux = this.#dead > 0 && this.auxK > 0 && this.auxCoef > 0 ? await this.#auxk(b) : 0;
+    const aux = this.lastDead > 0 && this.auxK > 0 && this.auxCoef > 0 ? await this.#auxk(b) : 0;
     this.pass("sae.bdec", (pass) => {
       // b_dec enters both the decoder output and the encoder input (∂b_enc includes auxk here).
       this.runDense(pass, "col_sum", "dxsum", [b.dx, b.dx, G.b_dec], d, { rows: n, cols: d });
@@ -237,9 +234,7 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
       this.firing.record(pass, n, { kind: "sparse", idx: b.idx, val: b.val, k });
       this.firing.recordDeadCount(pass);
     });
-    const { gradNorm, dead } = await this.optimizerStep(o.lr);
-    this.#dead = dead;
-    return { gradNorm, aux, dead };
+    return { aux };
   }
 
   /** A pass after clearing the latent index's counters. */
