@@ -87,6 +87,14 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
     if (this.#batch?.n === n) return this.#batch;
     this.freeBatch();
     const d = this.dIn, m = this.sae.cfg.dSae, dev = this.device;
+    const limit = dev.limits.maxStorageBufferBindingSize;
+    if (n * m * 4 > limit) {
+      throw new RangeError(
+        `a batch of ${n} tokens × d_sae ${m} needs ${n * m * 4} bytes per activation buffer, ` +
+          `over this adapter's storage binding limit of ${limit}: use at most ` +
+          `${Math.floor(limit / (m * 4))} tokens a step with a ${this.sae.cfg.kind} SAE`,
+      );
+    }
     const buf = (floats: number, label: string) => createBuffer(dev, floats * 4, label);
     this.#batch = {
       n,

@@ -31,24 +31,43 @@ export interface TopKTrainerOptions extends TrainerOptions {
   auxK?: number;
   /** Weight of the auxk loss (default 1/32, as Gao et al.). */
   auxCoef?: number;
+  /** At most this many rows encoded at once (default: what one storage binding holds). */
+  maxChunkRows?: number;
 }
 
 /** Buffers of the auxk term, made on the first step that has dead latents. */
 interface AuxBatch {
+  /** Masked pre-activations of one chunk of rows. */
   pre: GPUBuffer;
   idx: GPUBuffer;
   val: GPUBuffer;
+  /** One chunk's selection before it is copied into idx / val (chunked batches only). */
+  idxC: GPUBuffer | null;
+  valC: GPUBuffer | null;
   dval: GPUBuffer;
   list: GPUBuffer;
   ehat: GPUBuffer;
   de: GPUBuffer;
+}
+
+/**
+ * Rows of the batch encoded at once. pre [rows, d_sae] must fit one storage binding (128 MiB on
+ * llvmpipe: 2048 rows at d_sae 16384), so larger batches run the encoder and the top-k chunk by
+ * chunk.
+ */
+interface Chunk {
+  r0: number;
+  rows: number;
+  enc: Matmul;
   topk: TopK;
+  auxTopk: TopK;
 }
 
 interface Batch {
   n: number;
   x: GPUBuffer;
   xc: GPUBuffer;
+  /** Pre-activations of one chunk of rows. */
   pre: GPUBuffer;
   idx: GPUBuffer;
   val: GPUBuffer;
@@ -56,9 +75,12 @@ interface Batch {
   xhat: GPUBuffer;
   dx: GPUBuffer;
   list: GPUBuffer;
-  enc: Matmul;
-  topk: TopK;
+  chunks: Chunk[];
+  /** Staging for one chunk's rows of x − b_dec and its selection (chunked batches only). */
+  staging: { xc: GPUBuffer; idx: GPUBuffer; val: GPUBuffer } | null;
   aux: AuxBatch | null;
+  /** Whether the last forward selected the auxk latents (there were dead latents). */
+  auxOn: boolean;
   /** x and x̂ of the last forward, host side (the auxk residual). */
   hostX: Float32Array;
   hostXhat: Float32Array;
@@ -68,6 +90,7 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
   readonly k: number;
   readonly auxK: number;
   readonly auxCoef: number;
+  readonly maxChunkRows: number;
   #batch: Batch | null = null;
   #index: { count: GPUBuffer; offs: GPUBuffer; cursor: GPUBuffer; zeroBias: GPUBuffer };
 
@@ -85,6 +108,7 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     this.k = cfg.k;
     this.auxK = Math.min(opts.auxK ?? Math.max(1, cfg.dIn >> 1), TOPK_MAX_K, cfg.dSae);
     this.auxCoef = opts.auxCoef ?? 1 / 32;
+    this.maxChunkRows = opts.maxChunkRows ?? Infinity;
     const m = cfg.dSae;
     this.#index = {
       count: createBuffer(this.device, m * 4, "topk.count"),
@@ -94,25 +118,57 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     };
   }
 
+  /** Rows per chunk: as many as one storage binding holds of pre [rows, d_sae]. */
+  #rowsPerChunk(n: number): number {
+    const limit = this.device.limits.maxStorageBufferBindingSize;
+    const rows = Math.floor(limit / (this.dSae * 4));
+    if (rows < 1) {
+      throw new RangeError(
+        `d_sae ${this.dSae} is too wide for this adapter: one row of pre-activations needs ` +
+          `${this.dSae * 4} bytes, its storage binding limit is ${limit}`,
+      );
+    }
+    return Math.min(n, rows, this.maxChunkRows);
+  }
+
   #batchFor(n: number): Batch {
     if (this.#batch?.n === n) return this.#batch;
     this.freeBatch();
     const d = this.dIn, m = this.dSae, k = this.k, dev = this.device;
     const buf = (values: number, label: string) => createBuffer(dev, values * 4, label);
+    const c = this.#rowsPerChunk(n);
+    const chunks: Chunk[] = [];
+    for (let r0 = 0; r0 < n; r0 += c) {
+      const rows = Math.min(c, n - r0);
+      chunks.push({
+        r0,
+        rows,
+        enc: new Matmul(dev, { M: rows, N: m, K: d }, true),
+        topk: new TopK(dev, { rows, cols: m, k }),
+        auxTopk: new TopK(dev, { rows, cols: m, k: Math.max(1, this.auxK) }),
+      });
+    }
     this.#batch = {
       n,
       x: buf(n * d, "topk.x"),
       xc: buf(n * d, "topk.xc"),
-      pre: buf(n * m, "topk.pre"),
+      pre: buf(c * m, "topk.pre"),
       idx: buf(n * k, "topk.idx"),
       val: buf(n * k, "topk.val"),
       dval: buf(n * k, "topk.dval"),
       xhat: buf(n * d, "topk.xhat"),
       dx: buf(n * d, "topk.dx"),
       list: buf(n * k, "topk.list"),
-      enc: new Matmul(dev, { M: n, N: m, K: d }, true),
-      topk: new TopK(dev, { rows: n, cols: m, k }),
+      chunks,
+      staging: chunks.length > 1
+        ? {
+          xc: buf(c * d, "topk.xc-chunk"),
+          idx: buf(c * k, "topk.idx-chunk"),
+          val: buf(c * k, "topk.val-chunk"),
+        }
+        : null,
       aux: null,
+      auxOn: false,
       hostX: new Float32Array(0),
       hostXhat: new Float32Array(0),
     };
@@ -123,15 +179,17 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     if (b.aux) return b.aux;
     const n = b.n, d = this.dIn, m = this.dSae, ka = this.auxK, dev = this.device;
     const buf = (values: number, label: string) => createBuffer(dev, values * 4, label);
+    const c = b.chunks[0].rows;
     b.aux = {
-      pre: buf(n * m, "auxk.pre"),
+      pre: buf(c * m, "auxk.pre"),
       idx: buf(n * ka, "auxk.idx"),
       val: buf(n * ka, "auxk.val"),
+      idxC: b.staging ? buf(c * ka, "auxk.idx-chunk") : null,
+      valC: b.staging ? buf(c * ka, "auxk.val-chunk") : null,
       dval: buf(n * ka, "auxk.dval"),
       list: buf(n * ka, "auxk.list"),
       ehat: buf(n * d, "auxk.ehat"),
       de: buf(n * d, "auxk.de"),
-      topk: new TopK(dev, { rows: n, cols: m, k: ka }),
     };
     return b.aux;
   }
@@ -140,12 +198,17 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     const b = this.#batch;
     if (!b) return;
     for (const x of [b.x, b.xc, b.pre, b.idx, b.val, b.dval, b.xhat, b.dx, b.list]) x.destroy();
-    b.enc.destroy();
-    b.topk.destroy();
+    for (const c of b.chunks) {
+      c.enc.destroy();
+      c.topk.destroy();
+      c.auxTopk.destroy();
+    }
+    for (const x of Object.values(b.staging ?? {})) x.destroy();
     if (b.aux) {
       const a = b.aux;
-      for (const x of [a.pre, a.idx, a.val, a.dval, a.list, a.ehat, a.de]) x.destroy();
-      a.topk.destroy();
+      for (const x of [a.pre, a.idx, a.val, a.idxC, a.valC, a.dval, a.list, a.ehat, a.de]) {
+        x?.destroy();
+      }
     }
     this.#batch = null;
   }
@@ -183,19 +246,50 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     pass.dispatchWorkgroups(x, y);
   }
 
-  async forward(x: Float32Array, n: number) {
+  async forward(x: Float32Array, n: number, inference = false) {
     const d = this.dIn, P = this.params;
     if (x.length !== n * d) {
       throw new RangeError(`forward: x has ${x.length} values, expected ${n}×${d}`);
     }
     const b = this.#batchFor(n);
     write(this.device, b.x, x);
-    this.pass("sae.forward", (pass) => {
-      this.runDense(pass, "center", "center", [b.x, P.b_dec, b.xc], n * d, { rows: n, cols: d });
-      b.enc.record(pass, b.xc, P.W_enc, b.pre, P.b_enc);
-      b.topk.record(pass, b.pre, b.idx, b.val);
-      this.#sparse(pass, "decode", [b.idx, b.val, P.W_dec, P.b_dec, b.xhat], n * d, n);
-    });
+    // auxk selects among the latents dead so far; it needs the pre-activations, so here.
+    b.auxOn = !inference && this.lastDead > 0 && this.auxK > 0 && this.auxCoef > 0;
+    const a = b.auxOn ? this.#auxFor(b) : null;
+    const k = this.k, ka = this.auxK, m = this.dSae, S = b.staging;
+    this.gpu.assertAlive();
+    const enc = this.device.createCommandEncoder({ label: "sae.forward" });
+    let pass = enc.beginComputePass({ label: "sae.forward" });
+    this.runDense(pass, "center", "center", [b.x, P.b_dec, b.xc], n * d, { rows: n, cols: d });
+    for (const c of b.chunks) {
+      if (S) {
+        pass.end();
+        enc.copyBufferToBuffer(b.xc, c.r0 * d * 4, S.xc, 0, c.rows * d * 4);
+        pass = enc.beginComputePass({ label: "sae.forward.chunk" });
+      }
+      c.enc.record(pass, S ? S.xc : b.xc, P.W_enc, b.pre, P.b_enc);
+      c.topk.record(pass, b.pre, S ? S.idx : b.idx, S ? S.val : b.val);
+      if (a) {
+        const since = this.firing.tokensSinceFired;
+        this.#sparse(pass, "mask_dead", [b.pre, since, a.pre], c.rows * m, c.rows, {
+          site: `rows${c.rows}`,
+        });
+        c.auxTopk.record(pass, a.pre, a.idxC ?? a.idx, a.valC ?? a.val);
+      }
+      if (S) {
+        pass.end();
+        enc.copyBufferToBuffer(S.idx, 0, b.idx, c.r0 * k * 4, c.rows * k * 4);
+        enc.copyBufferToBuffer(S.val, 0, b.val, c.r0 * k * 4, c.rows * k * 4);
+        if (a) {
+          enc.copyBufferToBuffer(a.idxC!, 0, a.idx, c.r0 * ka * 4, c.rows * ka * 4);
+          enc.copyBufferToBuffer(a.valC!, 0, a.val, c.r0 * ka * 4, c.rows * ka * 4);
+        }
+        pass = enc.beginComputePass({ label: "sae.forward.decode" });
+      }
+    }
+    this.#sparse(pass, "decode", [b.idx, b.val, P.W_dec, P.b_dec, b.xhat], n * d, n);
+    pass.end();
+    this.device.queue.submit([enc.finish()]);
     const xhat = await readF32(this.device, b.xhat, n * d);
     b.hostX = x.slice();
     b.hostXhat = xhat;
@@ -223,7 +317,7 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
       this.#sparse(pass, "dval", [b.idx, b.val, b.dx, P.W_dec, b.dval], n * k, n);
       this.#sparseGrads(pass, n, k, b.idx, b.val, b.dval, b.list, b.dx, b.xc, false);
     });
-    const aux = this.lastDead > 0 && this.auxK > 0 && this.auxCoef > 0 ? await this.#auxk(b) : 0;
+    const aux = b.auxOn ? await this.#auxk(b) : 0;
     this.pass("sae.bdec", (pass) => {
       // b_dec enters both the decoder output and the encoder input (∂b_enc includes auxk here).
       this.runDense(pass, "col_sum", "dxsum", [b.dx, b.dx, G.b_dec], d, { rows: n, cols: d });
@@ -278,11 +372,9 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
 
   /** Adds the auxk gradients; returns coef · the normalised auxk loss. */
   async #auxk(b: Batch): Promise<number> {
-    const n = b.n, d = this.dIn, m = this.dSae, ka = this.auxK, P = this.params;
+    const n = b.n, d = this.dIn, ka = this.auxK, P = this.params;
     const a = this.#auxFor(b);
-    this.pass("sae.auxk.forward", (pass) => {
-      this.#sparse(pass, "mask_dead", [b.pre, this.firing.tokensSinceFired, a.pre], n * m, n);
-      a.topk.record(pass, a.pre, a.idx, a.val);
+    this.pass("sae.auxk.decode", (pass) => {
       this.#sparse(
         pass,
         "decode",

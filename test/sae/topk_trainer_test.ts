@@ -230,3 +230,29 @@ Deno.test("auxk: with dead latents, gradients match finite differences of MSE + 
     trainer.release();
   }
 });
+
+Deno.test("sparse TopK trainer: a batch encoded in chunks of rows equals the one-shot step, auxk included", async () => {
+  const gpu = await testGpu();
+  const rng = freshRng("topk-chunks");
+  const d = 16, m = 96, k = 4, n = 37 + rng.int(20);
+  const s = sae(rng, d, m, k);
+  const xs = [rng.normals(n * d), rng.normals(n * d), rng.normals(n * d)];
+  const run = async (maxChunkRows?: number) => {
+    // A one-token dead window: latents that miss a batch are dead on the next, so auxk runs.
+    const t = new TopKGpuTrainer(gpu, s, { ...OPTS, deadWindowTokens: 1, auxK: 8, maxChunkRows });
+    try {
+      const aux: number[] = [];
+      for (const x of xs) {
+        await t.forward(x, n);
+        aux.push((await t.backwardAndStep({ wMse: 1, gExt: null, wExt: 0, lr: 1e-2 })).aux);
+      }
+      return { sae: await t.toSae(), aux };
+    } finally {
+      t.release();
+    }
+  };
+  const whole = await run(), chunked = await run(7);
+  assertLess(0, whole.aux[1], "auxk was active");
+  assertEquals(chunked.aux, whole.aux);
+  for (const name of NAMES) assertEquals(chunked.sae.weights[name], whole.sae.weights[name], name);
+});

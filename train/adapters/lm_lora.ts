@@ -1,0 +1,121 @@
+// LoRA on the LM (Chen et al.) while the SAE stays frozen: rank-r adapters on the attention and MLP
+// weight MatMuls of the blocks after the hook's block, trained through the KL step's gradient graph
+// (lm/autodiff differentiates the suffix with respect to every A and B). B starts at zero, so the
+// adapted LM equals the original at step 0. The clean distribution stays the original LM's: the tap
+// is built from the unadapted model.
+import { buildGradient } from "../../lm/autodiff/builder.ts";
+import { layerOf } from "../../lm/hooks.ts";
+import { insertLora, type LoraAdapter } from "../../lm/lora.ts";
+import { cloneModel, makeTensor, type ModelProto } from "../../lm/onnx.ts";
+import { ort } from "../../lm/session.ts";
+import { suffixWithLosses } from "../../lm/splice_grad.ts";
+import { Rng } from "../../lib/rng.ts";
+import type { SaeKind } from "../../sae/types.ts";
+
+export interface LmLoraOptions {
+  rank: number;
+  alpha: number;
+  /** "after_hook": blocks after the hook's block; "all": every block (refused, see below). */
+  layers: "after_hook" | "all";
+  /** Weight MatMuls to adapt, by node or weight name. Default: attention and MLP projections. */
+  match?: RegExp;
+  saeKind: SaeKind;
+  seed?: number;
+}
+
+export class LmLoraError extends Error {
+  override name = "LmLoraError";
+}
+
+const DEFAULT_MATCH = /qkv|query|key|value|attn|attention|dense|fc_in|fc_out|mlp|proj/i;
+
+export class LmLora {
+  readonly model: ModelProto;
+  readonly adapters: LoraAdapter[];
+  readonly params: Record<string, Float32Array> = {};
+
+  constructor(base: ModelProto, readonly hook: string, o: LmLoraOptions) {
+    if (o.layers === "all") {
+      throw new LmLoraError(
+        o.saeKind === "relu" || o.saeKind === "jumprelu"
+          ? `LoRA on LM layers before the hook is refused for ${o.saeKind} SAEs: it changes the ` +
+            "activations the SAE encodes and can lower the loss by changing how many latents fire. " +
+            'Use layers: "after_hook".'
+          : "LoRA on LM layers before the hook is not supported (the gradient through the prefix " +
+            'into the SAE is not built); use layers: "after_hook".',
+      );
+    }
+    const hookLayer = layerOf(hook);
+    if (hookLayer === undefined) {
+      throw new LmLoraError(`cannot tell which block hook "${hook}" belongs to`);
+    }
+    const last = Math.max(
+      ...(base.graph!.node ?? []).map((n) => layerOf(n.name ?? "") ?? -1),
+    );
+    if (last <= hookLayer) {
+      throw new LmLoraError(`hook "${hook}" is in the last block: no LM layers after it to adapt`);
+    }
+    const { model, adapters } = insertLora(base, {
+      match: o.match ?? DEFAULT_MATCH,
+      layers: [hookLayer + 1, last],
+      rank: o.rank,
+      alpha: o.alpha,
+    });
+    this.model = model;
+    this.adapters = adapters;
+    const rng = new Rng(o.seed ?? 0);
+    for (const a of adapters) {
+      this.params[a.A] = Float32Array.from(
+        { length: a.dIn * o.rank },
+        () => rng.normal() / Math.sqrt(a.dIn),
+      );
+      this.params[a.B] = new Float32Array(o.rank * a.dOut);
+    }
+  }
+
+  /** The KL step's suffix with the adapters as inputs: kl_mean, grad_kl_hook, grad_<A|B>. */
+  klStepModel(): ModelProto {
+    return buildGradient(suffixWithLosses(this.model, this.hook), {
+      loss: "kl_mean",
+      wrt: ["hook", ...Object.keys(this.params)],
+      gradName: (w) => w === "hook" ? "grad_kl_hook" : `grad_${w}`,
+      keepOutputs: false,
+    });
+  }
+
+  feeds(): Record<string, ort.Tensor> {
+    const out: Record<string, ort.Tensor> = {};
+    const dims = new Map(this.adapters.flatMap((a) => [[a.A, [a.dIn, -1]], [a.B, [-1, a.dOut]]]));
+    for (const [name, v] of Object.entries(this.params)) {
+      const [r0, c0] = dims.get(name)!;
+      const shape = r0 === -1 ? [v.length / c0, c0] : [r0, v.length / r0];
+      out[name] = new ort.Tensor("float32", v, shape);
+    }
+    return out;
+  }
+
+  /** ∂(weight·KL)/∂ each adapter tensor from the KL step's outputs. */
+  gradsFrom(out: Record<string, ort.Tensor>, weight: number): Record<string, Float32Array> {
+    const g: Record<string, Float32Array> = {};
+    for (const name of Object.keys(this.params)) {
+      const t = out[`grad_${name}`];
+      if (!t) throw new Error(`the KL step has no gradient output for LoRA input ${name}`);
+      g[name] = (t.data as Float32Array).map((v) => v * weight);
+    }
+    return g;
+  }
+
+  /** The adapted LM with the current adapters baked in as initializers (for evaluation). */
+  bakedModel(): ModelProto {
+    const m = cloneModel(this.model);
+    const g = m.graph!;
+    const names = new Set(Object.keys(this.params));
+    const feeds = this.feeds();
+    g.input = (g.input ?? []).filter((i) => !names.has(i.name ?? ""));
+    g.initializer = [
+      ...(g.initializer ?? []),
+      ...[...names].map((n) => makeTensor(n, this.params[n], feeds[n].dims as number[])),
+    ];
+    return m;
+  }
+}
