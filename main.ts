@@ -13,6 +13,7 @@ import { finetuneHandler } from "./jobs/finetune_job.ts";
 import { evalHandler } from "./jobs/eval_job.ts";
 import { MetricsWriter } from "./db/metrics_writer.ts";
 import { createSaeTrainer } from "./sae/trainers.ts";
+import { experimentHandler } from "./jobs/experiment_job.ts";
 import { createApp } from "./routes/app.ts";
 import type { Db } from "./db/client.ts";
 
@@ -72,6 +73,7 @@ async function main() {
   };
   runner.register("finetune", finetuneHandler(jobDeps));
   runner.register("eval", evalHandler(jobDeps));
+  runner.register("experiment", experimentHandler(jobDeps));
   const app = createApp({ config, gpu, database, runner, events, startedAt: performance.now() });
   runner.start();
   const server = Deno.serve({

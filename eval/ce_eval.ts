@@ -78,9 +78,14 @@ export async function createEvalSessions(
   hook: string,
   ep: ExecutionProvider,
   device?: GPUDevice,
+  /** The LM after the hook when it is not `model`'s own (an LM adapted by LoRA). */
+  suffixModel: ModelProto = model,
 ): Promise<EvalSessions> {
   const tap = await createSession(encodeModel(tapModel(model, hook)), { ep, device });
-  const suffix = await createSession(encodeModel(suffixWithLosses(model, hook)), { ep, device });
+  const suffix = await createSession(encodeModel(suffixWithLosses(suffixModel, hook)), {
+    ep,
+    device,
+  });
   return {
     tap,
     suffix,

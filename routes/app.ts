@@ -11,6 +11,7 @@ import { ApiError, errorBody, onError } from "./errors.ts";
 import { healthRoutes } from "./health.ts";
 import { datasetRoutes } from "./datasets.ts";
 import { evalRoutes } from "./evals.ts";
+import { experimentRoutes } from "./experiments.ts";
 import { finetuneRoutes } from "./finetunes.ts";
 import { openApiRoutes } from "./openapi.ts";
 import { modelRoutes } from "./models.ts";
@@ -69,6 +70,7 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/saes", saeRoutes(deps));
   app.route("/finetunes", finetuneRoutes(deps));
   app.route("/evals", evalRoutes(deps));
+  app.route("/experiments", experimentRoutes(deps));
   app.route("/datasets", datasetRoutes(deps));
   app.route("/", openApiRoutes());
   return app;

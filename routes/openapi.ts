@@ -4,6 +4,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { EvalConfig } from "../eval/config.ts";
 import { FinetuneConfig } from "../train/config.ts";
+import { ExperimentConfig } from "../train/experiment_config.ts";
 
 const schema = (s: z.ZodType) => z.toJSONSchema(s, { io: "input", unrepresentable: "any" });
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -27,7 +28,11 @@ export function openApiDocument() {
         "and stream metrics over SSE. Errors: {error: {code, message, details}}.",
     },
     components: {
-      schemas: { FinetuneConfig: schema(FinetuneConfig), EvalConfig: schema(EvalConfig) },
+      schemas: {
+        FinetuneConfig: schema(FinetuneConfig),
+        EvalConfig: schema(EvalConfig),
+        ExperimentConfig: schema(ExperimentConfig),
+      },
       securitySchemes: { bearer: { type: "http", scheme: "bearer" } },
     },
     security: [{ bearer: [] }],
@@ -122,6 +127,39 @@ export function openApiDocument() {
       },
       "/evals/{id}/events": {
         get: { summary: "its events (SSE)", parameters: id, responses: { 200: ok("stream") } },
+      },
+      "/experiments": {
+        get: { summary: "experiments", responses: { 200: ok("list") } },
+        post: {
+          summary: "start an experiment: arms from one SAE on identical data, or a sweep",
+          requestBody: { required: true, content: json(ref("ExperimentConfig")) },
+          responses: { 202: ok("queued"), ...errors },
+        },
+      },
+      "/experiments/{id}": {
+        get: {
+          summary: "an experiment: state, results table, curves, weight stability, plot links",
+          parameters: id,
+          responses: { 200: ok("experiment") },
+        },
+      },
+      "/experiments/{id}/plots/{name}": {
+        get: {
+          summary: "a plot as SVG: ce_gap_curve, final_ce_gap, weight_stability(_encoder)",
+          parameters: [...id, {
+            name: "name",
+            in: "path",
+            required: true,
+            schema: { type: "string" },
+          }],
+          responses: { 200: { description: "SVG", content: { "image/svg+xml": {} } } },
+        },
+      },
+      "/experiments/{id}/events": {
+        get: { summary: "its events (SSE)", parameters: id, responses: { 200: ok("stream") } },
+      },
+      "/experiments/{id}/cancel": {
+        post: { summary: "cancel it", parameters: id, responses: { 200: ok("experiment") } },
       },
     },
   };

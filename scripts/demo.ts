@@ -4,8 +4,8 @@
 // print one table with the CE-gap reduction of KL+MSE over MSE-only.
 //   deno task demo [--out DIR] [--tokens N] [--lr X] [--from-scratch] [--base-tokens N]
 import { parseArgs } from "node:util";
+import { api, followEvents, ROOT, startService } from "./_client.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname;
 const BASE_SAE = `${ROOT}fixtures/sae/tiny-neox-topk`;
 
 interface Eval {
@@ -37,80 +37,24 @@ function log(s: string) {
   console.error(`demo: ${s}`);
 }
 
-async function startService(dataDir: string) {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: Number(a.port ?? 0) });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  const proc = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}main.ts`, "--port", String(port), "--data-dir", dataDir],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 600; i++) {
-    try {
-      if ((await fetch(`${url}/health`)).ok) return { proc, url };
-    } catch { /* starting */ }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error("the service did not answer /health within 2 minutes");
-}
-
-async function api<T>(url: string, init?: RequestInit): Promise<T> {
-  const r = await fetch(url, init);
-  const body = await r.json();
-  if (!r.ok) {
-    throw new Error(`${init?.method ?? "GET"} ${url}: ${r.status} ${JSON.stringify(body.error)}`);
-  }
-  return body as T;
-}
-
-/** Follows a job's SSE stream to its end; returns its result. */
-async function follow(
-  url: string,
-  id: string,
-  label: string,
-): Promise<{ eval: Eval; sae: string }> {
-  const res = await fetch(`${url}/finetunes/${id}/events`);
-  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = "", result: { eval: Eval; sae: string } | null = null;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buf += value;
-    let i;
-    while ((i = buf.indexOf("\n\n")) >= 0) {
-      const block = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      const ev = Object.fromEntries(
-        block.split("\n").filter((l) => !l.startsWith(":") && l.includes(":")).map((
-          l,
-        ) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 2)]),
+/** Follows a fine-tune's SSE stream to its end, logging its metrics; returns its result. */
+function follow(url: string, id: string, label: string): Promise<{ eval: Eval; sae: string }> {
+  return followEvents(`${url}/finetunes/${id}/events`, label, (event, data) => {
+    if (event === "metrics") {
+      const m = data as Record<string, number>;
+      const kl = m.kl === null ? "" : ` kl ${m.kl.toFixed(4)} α ${m.alpha.toFixed(2)}`;
+      log(
+        `${label}: step ${m.step} tokens ${m.tokens} mse ${m.mse.toFixed(4)}${kl} l0 ${
+          m.l0.toFixed(1)
+        } ${m.tokensPerSecond.toFixed(0)} tok/s`,
       );
-      if (!ev.data) continue;
-      const data = JSON.parse(ev.data);
-      if (ev.event === "metrics") {
-        const kl = data.kl === null ? "" : ` kl ${data.kl.toFixed(4)} α ${data.alpha.toFixed(2)}`;
-        log(
-          `${label}: step ${data.step} tokens ${data.tokens} mse ${data.mse.toFixed(4)}${kl} l0 ${
-            data.l0.toFixed(1)
-          } ${data.tokensPerSecond.toFixed(0)} tok/s`,
-        );
-      } else if (ev.event === "log") log(`${label}: ${data.message}`);
-      else if (ev.event === "result") result = data;
-      else if (ev.event === "error") throw new Error(`${label} failed: ${data.message}`);
-      else if (ev.event === "state" && data.state === "cancelled") {
-        throw new Error(`${label} was cancelled`);
-      }
-    }
-  }
-  if (!result) throw new Error(`${label}: the stream ended without a result`);
-  return result;
+    } else if (event === "log") log(`${label}: ${data.message}`);
+  });
 }
 
 const t0 = performance.now();
 const dataDir = await Deno.makeTempDir({ prefix: "splice-demo-" });
-const { proc, url } = await startService(dataDir);
+const { proc, url } = await startService(dataDir, Number(a.port ?? 0));
 log(`service at ${url} (data in ${dataDir})`);
 try {
   let saeId: string;

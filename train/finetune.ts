@@ -6,6 +6,9 @@ import type { ModelProto } from "../lm/onnx.ts";
 import { encodeModel } from "../lm/onnx.ts";
 import { createSession, type ExecutionProvider, type LmSession, ort } from "../lm/session.ts";
 import { klStepModel, tapModel } from "../lm/splice_grad.ts";
+import type { HostAdamW } from "./adapters/host_adamw.ts";
+import type { LmLora } from "./adapters/lm_lora.ts";
+import type { SkipAdapter } from "./adapters/types.ts";
 import {
   assertFinite,
   type Checkpoint,
@@ -58,14 +61,27 @@ export interface FinetuneOptions {
   seqLen: number;
   steps: number;
   schedule: Omit<LrSchedule, "totalSteps">;
-  /** relu: the App. E controller holds L0 at target from λ0. */
+  /** relu / jumprelu: the App. E controller holds L0 at target (default: the L0 at step 0). */
   l1?: { lambda: number; target?: number; controller: boolean };
   metricsEvery?: number;
   checkpointEvery?: number;
   checkpointDir?: string;
   onMetrics?: (m: StepMetrics) => void | Promise<void>;
   onCheckpoint?: (step: number, dir: string) => void | Promise<void>;
+  /** Called after every step (e.g. to evaluate or sample weights at chosen steps). */
+  onStep?: (step: number) => void | Promise<void>;
+  /** Train an adapter instead of the SAE, which is then frozen (paper Appendices C–D). */
+  adapter?: FinetuneAdapter;
   signal?: AbortSignal;
+}
+
+/** What an adapter arm trains in place of the SAE. */
+export interface FinetuneAdapter {
+  /** Applied to x̂ before the LM: y = x̂ + f(x̂); the objective's MSE is ‖y − x‖². */
+  skip?: SkipAdapter;
+  /** LoRA on the LM after the hook: extra KL-step inputs, gradients out of it. */
+  lm?: LmLora;
+  optimizer: HostAdamW;
 }
 
 export interface StepMetrics {
@@ -101,10 +117,12 @@ export async function createLmStepSessions(
   needKl: boolean,
   ep: ExecutionProvider,
   device?: GPUDevice,
+  /** The KL step's graph when it is not the model's own (LoRA on the LM). */
+  klModel?: ModelProto,
 ): Promise<LmStepSessions> {
   const tap = await createSession(encodeModel(tapModel(model, hook)), { ep, device });
   const kl = needKl
-    ? await createSession(encodeModel(klStepModel(model, hook)), { ep, device })
+    ? await createSession(encodeModel(klModel ?? klStepModel(model, hook)), { ep, device })
     : null;
   return {
     tap,
@@ -122,7 +140,15 @@ export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
   validateSchedule(schedule);
   const needKl = opts.objective !== "mse";
   const own = !lm;
-  lm ??= await createLmStepSessions(opts.model, opts.hook, needKl, opts.ep, opts.device);
+  const ad = opts.adapter;
+  lm ??= await createLmStepSessions(
+    opts.model,
+    opts.hook,
+    needKl,
+    opts.ep,
+    opts.device,
+    ad?.lm?.klStepModel(),
+  );
   let start = 0;
   let state: LoopState = {
     cursor: opts.data.cursor,
@@ -133,7 +159,8 @@ export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
   if (opts.checkpointDir) {
     const ck = await loadLatestCheckpoint<LoopState>(opts.checkpointDir);
     if (ck) {
-      await opts.sae.restore(ck.tensors);
+      if (ad) restoreAdapter(ad, ck.tensors);
+      else await opts.sae.restore(ck.tensors);
       state = ck.state;
       opts.data.seek(state.cursor as never);
       start = ck.step;
@@ -156,23 +183,34 @@ export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
       }
       const x = hookOut.data as Float32Array;
       const fwd = await opts.sae.forward(x, N);
+      // No target given: hold the L0 the SAE had before the fine-tune (its first batch's).
+      if (!state.l1 && opts.l1?.controller && !opts.l1.target && step === 0) {
+        state.l1 = createL1Controller(opts.l1.lambda, fwd.l0);
+      }
+      // What the LM reads: x̂, or y = x̂ + f(x̂) with a skip adapter.
+      const y = ad?.skip ? ad.skip.forward(fwd.xhat, N) : fwd.xhat;
+      const mse = ad?.skip ? meanSquaredError(y, x) : fwd.mse;
       let kl: number | null = null, gKl: Float32Array | null = null;
+      let klOut: Record<string, ort.Tensor> = {};
       if (lm.kl) {
         const feeds: Record<string, ort.Tensor> = {
-          hook: new ort.Tensor("float32", fwd.xhat, [B, T, d]),
+          hook: new ort.Tensor("float32", y, [B, T, d]),
           logprobs_clean: tapOut["logprobs_clean"],
           labels: idsT,
+          ...ad?.lm?.feeds(),
         };
         for (const n of lm.kl.inputNames) if (!(n in feeds)) feeds[n] = idsT;
-        const out = await lm.kl.run(feeds);
-        kl = (out["kl_mean"].data as Float32Array)[0];
-        gKl = out["grad_kl_hook"].data as Float32Array;
+        klOut = await lm.kl.run(feeds);
+        kl = (klOut["kl_mean"].data as Float32Array)[0];
+        gKl = klOut["grad_kl_hook"].data as Float32Array;
       }
-      const w = objectiveWeights(opts.objective, fwd.mse, kl ?? 0);
+      const w = objectiveWeights(opts.objective, mse, kl ?? 0);
       assertFinite("loss", [w.loss], step);
       const lr = lrAt(schedule, step);
       const l1 = state.l1?.lambda ?? opts.l1?.lambda;
-      const bw = await opts.sae.backwardAndStep({ wMse: w.mse, gExt: gKl, wExt: w.kl, lr, l1 });
+      const bw = ad
+        ? adapterStep(ad, { y, x, gKl, wMse: w.mse, wKl: w.kl, klOut, lr })
+        : await opts.sae.backwardAndStep({ wMse: w.mse, gExt: gKl, wExt: w.kl, lr, l1 });
       assertFinite("gradient norm", [bw.gradNorm], step);
       if (state.l1) state.l1 = updateL1(state.l1, fwd.l0);
       tokensSince += N;
@@ -183,7 +221,7 @@ export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
         last = {
           step: step + 1,
           tokens: (step + 1) * N,
-          mse: fwd.mse,
+          mse,
           kl,
           alpha: needKl ? w.alpha : null,
           loss: w.loss,
@@ -203,15 +241,77 @@ export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
       if (
         opts.checkpointDir && ckEvery && ((step + 1) % ckEvery === 0 || step === opts.steps - 1)
       ) {
-        const tensors = await opts.sae.state();
+        const tensors = ad ? adapterState(ad) : await opts.sae.state();
         for (const [name, t] of tensors) assertFinite(name, t.data, step + 1);
         const ck: Checkpoint<LoopState> = { step: step + 1, state, tensors };
         const dir = await saveCheckpoint(opts.checkpointDir, ck);
         await opts.onCheckpoint?.(step + 1, dir);
       }
+      await opts.onStep?.(step + 1);
     }
   } finally {
     if (own) await lm.release();
   }
   return { steps: opts.steps, resumedFrom: start, last };
+}
+
+function meanSquaredError(a: Float32Array, b: Float32Array): number {
+  let s = 0;
+  for (let e = 0; e < a.length; e++) s += (a[e] - b[e]) ** 2;
+  return s / a.length;
+}
+
+/** One optimizer step of an adapter arm; the SAE stays as it is. */
+function adapterStep(
+  ad: FinetuneAdapter,
+  o: {
+    y: Float32Array;
+    x: Float32Array;
+    gKl: Float32Array | null;
+    wMse: number;
+    wKl: number;
+    klOut: Record<string, ort.Tensor>;
+    lr: number;
+  },
+): { gradNorm: number; aux: number; dead: number } {
+  let grads: Record<string, Float32Array> = {};
+  if (ad.skip) {
+    // ∂/∂y of wMse·mean‖y − x‖² + wKl·KL.
+    const c = 2 * o.wMse / o.y.length;
+    const dy = o.y.map((v, e) => c * (v - o.x[e]) + (o.gKl ? o.wKl * o.gKl[e] : 0));
+    grads = ad.skip.backward(dy).grads;
+  }
+  if (ad.lm) grads = { ...grads, ...ad.lm.gradsFrom(o.klOut, o.wKl) };
+  const gradNorm = ad.optimizer.step(grads, o.lr);
+  return { gradNorm, aux: 0, dead: 0 };
+}
+
+function adapterState(ad: FinetuneAdapter): Map<string, { data: Float32Array; shape: number[] }> {
+  const out = new Map<string, { data: Float32Array; shape: number[] }>();
+  const opt = ad.optimizer;
+  for (const [k, v] of Object.entries(opt.params)) {
+    out.set(`adapter.${k}`, { data: v.slice(), shape: [v.length] });
+    out.set(`adapter.m.${k}`, { data: Float32Array.from(opt.m[k]), shape: [v.length] });
+    out.set(`adapter.v.${k}`, { data: Float32Array.from(opt.v[k]), shape: [v.length] });
+  }
+  out.set("adapter.t", { data: Float32Array.of(opt.t), shape: [1] });
+  return out;
+}
+
+function restoreAdapter(
+  ad: FinetuneAdapter,
+  state: Map<string, { data: Float32Array; shape: number[] }>,
+): void {
+  const opt = ad.optimizer;
+  for (const [k, v] of Object.entries(opt.params)) {
+    const get = (key: string) => {
+      const t = state.get(key);
+      if (!t || t.data.length !== v.length) throw new Error(`checkpoint: ${key} is missing`);
+      return t.data;
+    };
+    v.set(get(`adapter.${k}`));
+    opt.m[k].set(get(`adapter.m.${k}`));
+    opt.v[k].set(get(`adapter.v.${k}`));
+  }
+  opt.t = state.get("adapter.t")?.data[0] ?? 0;
 }

@@ -1,0 +1,115 @@
+// /experiments: start one (a job of several arms), list, get its results table, download its SVG
+// plots, follow its events, cancel.
+import { Hono } from "hono";
+import { desc, eq } from "drizzle-orm";
+import { experiments, models, saes } from "../db/schema.ts";
+import type { ExperimentResult } from "../jobs/experiment_job.ts";
+import type { JobRecord } from "../jobs/types.ts";
+import { expandArms, ExperimentConfig } from "../train/experiment_config.ts";
+import type { AppDeps } from "./app.ts";
+import { ApiError, notFound } from "./errors.ts";
+import { streamJobEvents } from "./sse.ts";
+import { jsonBody } from "./validate.ts";
+
+export const EXPERIMENT_JOB = "experiment";
+
+type Row = typeof experiments.$inferSelect;
+
+function view(row: Row, job: JobRecord | null) {
+  const result = row.result as Partial<ExperimentResult> | null;
+  return {
+    id: row.id,
+    name: row.name,
+    state: job?.state ?? "unknown",
+    error: job?.error ?? null,
+    config: row.config,
+    table: result?.table ?? [],
+    arms: (result?.arms ?? []).map((a) => ({
+      name: a.name,
+      type: a.type,
+      final: a.final,
+      curve: a.curve,
+      stability: a.stability,
+    })),
+    createdAt: row.createdAt,
+    links: {
+      self: `/experiments/${row.id}`,
+      events: `/experiments/${row.id}/events`,
+      plots: Object.keys(result?.plots ?? {}).map((p) => `/experiments/${row.id}/plots/${p}.svg`),
+    },
+  };
+}
+
+export function experimentRoutes(deps: AppDeps) {
+  const { db } = deps.database;
+  const find = async (id: string) => {
+    const [row] = await db.select().from(experiments).where(eq(experiments.id, id));
+    if (!row) throw notFound("experiment", id);
+    return row;
+  };
+  return new Hono()
+    .post("/", async (c) => {
+      const cfg = await jsonBody(c, ExperimentConfig);
+      const [model] = await db.select().from(models).where(eq(models.id, cfg.model));
+      if (!model) {
+        throw new ApiError(400, "unknown_model", `model "${cfg.model}" is not registered`);
+      }
+      const ctx = (model.info as { contextLength?: number } | null)?.contextLength;
+      if (ctx && cfg.seq_len > ctx) {
+        throw new ApiError(
+          400,
+          "invalid_request",
+          `seq_len ${cfg.seq_len} is longer than model "${cfg.model}"'s context of ${ctx}`,
+          [{ path: "seq_len", message: `at most ${ctx}` }],
+        );
+      }
+      const [sae] = await db.select().from(saes).where(eq(saes.id, cfg.sae));
+      if (!sae) throw new ApiError(400, "unknown_sae", `SAE "${cfg.sae}" is not registered`);
+      const arms = expandArms(cfg);
+      if (sae.architecture !== "topk" && arms.some((a) => a.k !== undefined)) {
+        throw new ApiError(400, "invalid_request", "k applies to TopK SAEs only", [
+          { path: "arms", message: `SAE "${cfg.sae}" is ${sae.architecture}` },
+        ]);
+      }
+      if (!deps.runner.kinds.includes(EXPERIMENT_JOB)) {
+        throw new ApiError(503, "unavailable", "this server runs no experiment worker");
+      }
+      const job = await deps.runner.submit(EXPERIMENT_JOB, cfg);
+      await db.insert(experiments).values({
+        id: job.id,
+        name: cfg.name,
+        jobId: job.id,
+        config: cfg,
+      }).onConflictDoNothing();
+      return c.json(view(await find(job.id), job), 202);
+    })
+    .get("/", async (c) => {
+      const rows = await db.select().from(experiments).orderBy(desc(experiments.createdAt))
+        .limit(200);
+      const out = [];
+      for (const r of rows) {
+        out.push(view(r, r.jobId ? await deps.runner.store.get(r.jobId) : null));
+      }
+      return c.json({ experiments: out });
+    })
+    .get("/:id", async (c) => {
+      const row = await find(c.req.param("id"));
+      return c.json(view(row, row.jobId ? await deps.runner.store.get(row.jobId) : null));
+    })
+    .get("/:id/plots/:name", async (c) => {
+      const row = await find(c.req.param("id"));
+      const name = c.req.param("name").replace(/\.svg$/, "");
+      const svg = (row.result as Partial<ExperimentResult> | null)?.plots?.[name];
+      if (!svg) throw notFound("plot", name);
+      return c.body(svg, 200, { "content-type": "image/svg+xml; charset=utf-8" });
+    })
+    .get("/:id/events", async (c) => {
+      const row = await find(c.req.param("id"));
+      return streamJobEvents(c, deps.events, row.jobId ?? row.id);
+    })
+    .post("/:id/cancel", async (c) => {
+      const row = await find(c.req.param("id"));
+      const job = row.jobId ? await deps.runner.cancel(row.jobId) : null;
+      return c.json(view(row, job));
+    });
+}
