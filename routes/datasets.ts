@@ -1,7 +1,14 @@
-// /datasets: the data sets jobs can read. The Brown corpus is built in.
+// /datasets: the data sets jobs can read. The Brown corpus is built in; text, JSONL, Parquet and
+// token files are registered by path (under SPLICE_ROOTS) and checked by reading them once.
 import { Hono } from "hono";
+import { eq } from "drizzle-orm";
+import { DatasetSpec } from "../data/dataset_config.ts";
+import { datasets } from "../db/schema.ts";
+import { loadDataset } from "../jobs/datasets.ts";
 import type { AppDeps } from "./app.ts";
-import { notFound } from "./errors.ts";
+import { ApiError, notFound } from "./errors.ts";
+import { underRoots } from "./models.ts";
+import { jsonBody } from "./validate.ts";
 
 export const BUILTIN_DATASETS = [{
   id: "brown",
@@ -11,12 +18,40 @@ export const BUILTIN_DATASETS = [{
   splits: { train: "files not divisible by 10", validation: "cX10, cX20, …" },
 }];
 
-export function datasetRoutes(_deps: AppDeps) {
+export function datasetRoutes(deps: AppDeps) {
+  const { db } = deps.database;
   return new Hono()
-    .get("/", (c) => c.json({ datasets: BUILTIN_DATASETS }))
-    .get("/:id", (c) => {
-      const d = BUILTIN_DATASETS.find((x) => x.id === c.req.param("id"));
-      if (!d) throw notFound("data set", c.req.param("id"));
-      return c.json(d);
+    .get("/", async (c) => {
+      const rows = await db.select().from(datasets);
+      return c.json({ datasets: [...BUILTIN_DATASETS, ...rows] });
+    })
+    .get("/:id", async (c) => {
+      const id = c.req.param("id");
+      const builtin = BUILTIN_DATASETS.find((x) => x.id === id);
+      if (builtin) return c.json(builtin);
+      const [row] = await db.select().from(datasets).where(eq(datasets.id, id));
+      if (!row) throw notFound("data set", id);
+      return c.json(row);
+    })
+    .post("/", async (c) => {
+      const spec = await jsonBody(c, DatasetSpec);
+      const path = await underRoots(spec.path, deps.config.roots);
+      const tokenizer = spec.tokenizer === "bytes"
+        ? "bytes"
+        : await underRoots(spec.tokenizer, deps.config.roots);
+      const id = crypto.randomUUID();
+      const { name, path: _p, ...config } = { ...spec, tokenizer };
+      const [row] = await db.insert(datasets).values({ id, name, kind: spec.format, path, config })
+        .returning();
+      // Read it once now, so a bad file is the caller's 400 rather than a failed job later.
+      try {
+        const ds = await loadDataset(deps.database, id);
+        ds.batches("train", 1, 2, 0);
+        ds.batches("validation", 1, 2, 0);
+      } catch (e) {
+        await db.delete(datasets).where(eq(datasets.id, id));
+        throw new ApiError(400, "invalid_dataset", `"${spec.path}": ${(e as Error).message}`);
+      }
+      return c.json(row, 201);
     });
 }

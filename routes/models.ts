@@ -1,4 +1,5 @@
-// /models: list, get, register an ONNX LM by path (only under SPLICE_ROOTS), list its hook points.
+// /models: list, get, register an ONNX LM by path (only under SPLICE_ROOTS) or upload one, list
+// its hook points.
 import { Hono } from "hono";
 import { eq } from "drizzle-orm";
 import { z } from "zod";
@@ -58,24 +59,63 @@ export function modelRoutes(deps: AppDeps) {
       });
     })
     .post("/", async (c) => {
-      const body = await jsonBody(c, Register);
-      const path = await underRoots(body.path, deps.config.roots);
+      // JSON registers a file by path; multipart/form-data uploads one ("model", a self-contained
+      // .onnx; "name"; optional "context_length").
+      const multipart = (c.req.header("content-type") ?? "").startsWith("multipart/form-data");
+      let name: string, path: string, contextLength: number | undefined, uploadedDir = "";
+      if (multipart) {
+        let form: Record<string, unknown>;
+        try {
+          form = await c.req.parseBody();
+        } catch (e) {
+          throw new ApiError(400, "invalid_upload", `bad multipart body: ${(e as Error).message}`);
+        }
+        const file = form.model;
+        if (!(file instanceof File)) {
+          throw new ApiError(
+            400,
+            "invalid_upload",
+            'send the .onnx file as the form field "model"',
+          );
+        }
+        const fields = Register.omit({ path: true }).safeParse({
+          name: typeof form.name === "string" ? form.name : file.name,
+          context_length: form.context_length === undefined
+            ? undefined
+            : Number(form.context_length),
+        });
+        if (!fields.success) {
+          throw new ApiError(400, "invalid_request", fields.error.issues[0].message);
+        }
+        name = fields.data.name;
+        contextLength = fields.data.context_length;
+        uploadedDir = `${deps.config.dataDir}/models/${crypto.randomUUID()}`;
+        await Deno.mkdir(uploadedDir, { recursive: true });
+        path = `${uploadedDir}/model.onnx`;
+        await Deno.writeFile(path, new Uint8Array(await file.arrayBuffer()));
+      } else {
+        const body = await jsonBody(c, Register);
+        name = body.name;
+        contextLength = body.context_length;
+        path = await underRoots(body.path, deps.config.roots);
+      }
       let hooks;
       try {
         hooks = listHookPoints(await loadModel(path));
+        if (!hooks.length) throw new Error("it has no residual-stream tensors");
       } catch (e) {
+        if (uploadedDir) await Deno.remove(uploadedDir, { recursive: true }).catch(() => {});
         throw new ApiError(
           400,
           "invalid_model",
-          `"${body.path}" is not a usable ONNX LM: ${(e as Error).message}`,
+          `${multipart ? "the upload" : `"${path}"`} is not a usable ONNX LM: ${
+            (e as Error).message
+          }`,
         );
       }
-      if (!hooks.length) {
-        throw new ApiError(400, "invalid_model", `"${body.path}" has no residual-stream tensors`);
-      }
       const id = crypto.randomUUID();
-      const info = { hooks: hooks.length, contextLength: body.context_length ?? null };
-      const [r] = await db.insert(models).values({ id, name: body.name, path, info }).returning();
+      const info = { hooks: hooks.length, contextLength: contextLength ?? null };
+      const [r] = await db.insert(models).values({ id, name, path, info }).returning();
       return c.json(r, 201);
     });
 }

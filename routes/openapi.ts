@@ -5,6 +5,7 @@ import { z } from "zod";
 import { EvalConfig } from "../eval/config.ts";
 import { FinetuneConfig } from "../train/config.ts";
 import { ExperimentConfig } from "../train/experiment_config.ts";
+import { DatasetSpec } from "../data/dataset_config.ts";
 
 const schema = (s: z.ZodType) => z.toJSONSchema(s, { io: "input", unrepresentable: "any" });
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -32,6 +33,7 @@ export function openApiDocument() {
         FinetuneConfig: schema(FinetuneConfig),
         EvalConfig: schema(EvalConfig),
         ExperimentConfig: schema(ExperimentConfig),
+        DatasetSpec: schema(DatasetSpec),
       },
       securitySchemes: { bearer: { type: "http", scheme: "bearer" } },
     },
@@ -47,7 +49,9 @@ export function openApiDocument() {
       "/models": {
         get: { summary: "registered models", responses: { 200: ok("list") } },
         post: {
-          summary: "register an ONNX LM by path (under SPLICE_ROOTS)",
+          summary:
+            "register an ONNX LM: JSON {name, path, context_length} for a file under SPLICE_ROOTS, " +
+            "or multipart/form-data with the .onnx as field model (plus name, context_length)",
           responses: { 201: ok("registered"), 403: ok("outside the roots"), ...errors },
         },
       },
@@ -77,6 +81,11 @@ export function openApiDocument() {
       },
       "/datasets": {
         get: { summary: "data sets (brown is built in)", responses: { 200: ok("list") } },
+        post: {
+          summary: "register a text, JSONL, Parquet or token file under SPLICE_ROOTS",
+          requestBody: { required: true, content: json(ref("DatasetSpec")) },
+          responses: { 201: ok("registered"), 403: ok("outside the roots"), ...errors },
+        },
       },
       "/finetunes": {
         get: { summary: "fine-tunes", responses: { 200: ok("list") } },
