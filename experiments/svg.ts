@@ -35,6 +35,13 @@ function fmt(v: number): string {
   return Number(v.toPrecision(3)).toString();
 }
 
+/** A tick's label with as many decimals as the tick spacing needs (0.9998 and 1 differ). */
+function tickLabel(t: number, all: number[]): string {
+  const step = all.length > 1 ? Math.abs(all[1] - all[0]) : 0;
+  if (!(step > 0) || step >= 1 || Math.abs(t) >= 1e4) return fmt(t);
+  return t.toFixed(Math.min(10, Math.ceil(-Math.log10(step))));
+}
+
 /** Round tick values covering [lo, hi]. */
 export function ticks(lo: number, hi: number, n = 5): number[] {
   if (!(hi > lo)) return [lo];
@@ -74,10 +81,11 @@ function frame(
       esc(yLabel)
     }</text>`,
   ];
-  for (const t of ticks(ys[0], ys[1])) {
+  const yt = ticks(ys[0], ys[1]);
+  for (const t of yt) {
     parts.push(
       `<line x1="${M.l}" x2="${W - M.r}" y1="${sy(t)}" y2="${sy(t)}" stroke="#eee"/>`,
-      `<text x="${M.l - 6}" y="${sy(t) + 4}" text-anchor="end">${fmt(t)}</text>`,
+      `<text x="${M.l - 6}" y="${sy(t) + 4}" text-anchor="end">${tickLabel(t, yt)}</text>`,
     );
   }
   parts.push(
@@ -103,8 +111,11 @@ export function lineChart(title: string, xLabel: string, yLabel: string, series:
   const all = series.flatMap((s) => s.points);
   const xs = extent(all.map((p) => p[0])), ys = extent(all.map((p) => p[1]));
   const { parts, sx, sy } = frame(title, xLabel, yLabel, xs, ys);
-  for (const t of ticks(xs[0], xs[1])) {
-    parts.push(`<text x="${sx(t)}" y="${H - M.b + 16}" text-anchor="middle">${fmt(t)}</text>`);
+  const xt = ticks(xs[0], xs[1]);
+  for (const t of xt) {
+    parts.push(
+      `<text x="${sx(t)}" y="${H - M.b + 16}" text-anchor="middle">${tickLabel(t, xt)}</text>`,
+    );
   }
   series.forEach((s, i) => {
     if (!s.points.length) return;
@@ -150,8 +161,11 @@ export function bandChart(title: string, xLabel: string, yLabel: string, bands: 
   const xs = extent(all.map((p) => p[0]));
   const ys = extent(all.flatMap((p) => [p[1], p[3]]));
   const { parts, sx, sy } = frame(title, xLabel, yLabel, xs, ys);
-  for (const t of ticks(xs[0], xs[1])) {
-    parts.push(`<text x="${sx(t)}" y="${H - M.b + 16}" text-anchor="middle">${fmt(t)}</text>`);
+  const xt = ticks(xs[0], xs[1]);
+  for (const t of xt) {
+    parts.push(
+      `<text x="${sx(t)}" y="${H - M.b + 16}" text-anchor="middle">${tickLabel(t, xt)}</text>`,
+    );
   }
   bands.forEach((b, i) => {
     if (!b.points.length) return;

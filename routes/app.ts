@@ -14,6 +14,7 @@ import { evalRoutes } from "./evals.ts";
 import { experimentRoutes } from "./experiments.ts";
 import { finetuneRoutes } from "./finetunes.ts";
 import { openApiRoutes } from "./openapi.ts";
+import { isPagePath, pageRoutes } from "./page.ts";
 import { modelRoutes } from "./models.ts";
 import { saeRoutes } from "./saes.ts";
 
@@ -62,7 +63,8 @@ export function createApp(deps: AppDeps): Hono {
     app.use(
       "*",
       // /health and the API description stay open: load balancers and readers need no token.
-      async (c, next) => (OPEN.has(c.req.path) ? await next() : await auth(c, next)),
+      async (c, next) =>
+        OPEN.has(c.req.path) || isPagePath(c.req.path) ? await next() : await auth(c, next),
     );
   }
   app.route("/health", healthRoutes(deps));
@@ -73,5 +75,6 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/experiments", experimentRoutes(deps));
   app.route("/datasets", datasetRoutes(deps));
   app.route("/", openApiRoutes());
+  app.route("/", pageRoutes());
   return app;
 }

@@ -1,0 +1,35 @@
+// GET / — the live page (web/index.html) and its two static files under /ui/. They hold no data, so
+// they are open; the page sends the bearer token with its API calls.
+import { Hono } from "hono";
+import { notFound } from "./errors.ts";
+
+const FILES: Record<string, string> = {
+  "index.html": "text/html; charset=utf-8",
+  "app.js": "text/javascript; charset=utf-8",
+  "app.css": "text/css; charset=utf-8",
+};
+
+const cache = new Map<string, string>();
+
+function read(name: string): string {
+  let s = cache.get(name);
+  if (s === undefined) {
+    s = Deno.readTextFileSync(new URL(`../web/${name}`, import.meta.url));
+    cache.set(name, s);
+  }
+  return s;
+}
+
+export function isPagePath(path: string): boolean {
+  return path === "/" || path.startsWith("/ui/");
+}
+
+export function pageRoutes() {
+  return new Hono()
+    .get("/", (c) => c.body(read("index.html"), 200, { "content-type": FILES["index.html"] }))
+    .get("/ui/:file", (c) => {
+      const file = c.req.param("file");
+      if (!(file in FILES) || file === "index.html") throw notFound("file", file);
+      return c.body(read(file), 200, { "content-type": FILES[file] });
+    });
+}
