@@ -204,7 +204,9 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
     write(this.device, this.params.threshold!, Float32Array.of(this.#threshold));
   }
 
-  async backward(o: { wMse: number; gExt: Float32Array | null; wExt: number; l1?: number }) {
+  backward(
+    o: { wMse: number; gExt: Float32Array | null; wExt: number; l1?: number },
+  ): Promise<{ aux: number }> {
     const b = this.#batch;
     if (!b) throw new Error("backwardAndStep before forward");
     const n = b.n,
@@ -292,7 +294,7 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
       this.firing.record(pass, n, { kind: "dense", h: b.h, n: m });
       this.firing.recordDeadCount(pass);
     });
-    return { aux: 0 };
+    return Promise.resolve({ aux: 0 });
   }
 
   override async restore(state: TrainerState): Promise<void> {
