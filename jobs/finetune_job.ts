@@ -158,6 +158,7 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
               controller: cfg.l1_controller,
             }
             : undefined,
+          skipFirstPositions: cfg.skip_first_positions,
           metricsEvery: cfg.metrics_every,
           checkpointEvery: cfg.checkpoint_every,
           checkpointDir: `${dir}/checkpoints/${phase.name}`,

@@ -58,6 +58,14 @@ export function finetuneRoutes(deps: AppDeps) {
           [{ path: "seq_len", message: `at most ${ctx}` }],
         );
       }
+      if (cfg.skip_first_positions >= cfg.seq_len) {
+        throw new ApiError(
+          400,
+          "invalid_request",
+          `skip_first_positions ${cfg.skip_first_positions} leaves no position of seq_len ${cfg.seq_len}`,
+          [{ path: "skip_first_positions", message: `below ${cfg.seq_len}` }],
+        );
+      }
       if (cfg.sae && !(await db.select().from(saes).where(eq(saes.id, cfg.sae))).length) {
         throw new ApiError(400, "unknown_sae", `SAE "${cfg.sae}" is not registered (GET /saes)`);
       }

@@ -49,7 +49,8 @@ export const FinetuneConfig = z.object({
     "unit-norm decoder rows, parallel gradient removed",
   ),
   skip_first_positions: z.number().int().min(0).default(0).describe(
-    "positions left out of the KL mean",
+    "the first positions of each sequence keep their clean activations and are left out of the " +
+      "KL mean, in training and in the final CE-eval",
   ),
   seed: z.number().int().min(0).max(2 ** 31 - 1).default(0),
   metrics_every: z.number().int().min(1).default(8),

@@ -63,6 +63,11 @@ export interface FinetuneOptions {
   schedule: Omit<LrSchedule, "totalSteps">;
   /** relu / jumprelu: the App. E controller holds L0 at target (default: the L0 at step 0). */
   l1?: { lambda: number; target?: number; controller: boolean };
+  /**
+   * The first positions of each sequence (BOS, attention sinks) keep their clean activations in
+   * the spliced run and are left out of the KL mean, as in CE-eval.
+   */
+  skipFirstPositions?: number;
   metricsEvery?: number;
   checkpointEvery?: number;
   checkpointDir?: string;
@@ -136,6 +141,10 @@ export async function createLmStepSessions(
 
 export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
   const B = opts.batchSize, T = opts.seqLen, N = B * T;
+  const skip = opts.skipFirstPositions ?? 0;
+  if (!(Number.isInteger(skip) && skip >= 0 && skip < T)) {
+    throw new RangeError(`skipFirstPositions must be an integer in [0, seq_len=${T}), got ${skip}`);
+  }
   const schedule: LrSchedule = { ...opts.schedule, totalSteps: opts.steps };
   validateSchedule(schedule);
   const needKl = opts.objective !== "mse";
@@ -194,7 +203,7 @@ export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
       let klOut: Record<string, ort.Tensor> = {};
       if (lm.kl) {
         const feeds: Record<string, ort.Tensor> = {
-          hook: new ort.Tensor("float32", y, [B, T, d]),
+          hook: new ort.Tensor("float32", skip ? keepClean(y, x, B, T, d, skip) : y, [B, T, d]),
           logprobs_clean: tapOut["logprobs_clean"],
           labels: idsT,
           ...ad?.lm?.feeds(),
@@ -203,6 +212,21 @@ export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
         klOut = await lm.kl.run(feeds);
         kl = (klOut["kl_mean"].data as Float32Array)[0];
         gKl = klOut["grad_kl_hook"].data as Float32Array;
+        if (skip) {
+          // The graph's mean is over all T positions, the skipped ones contributing 0.
+          const scale = T / (T - skip);
+          kl *= scale;
+          gKl = gKl.map((g, e) => (Math.floor(e / d) % T < skip ? 0 : g * scale));
+          for (const name of Object.keys(klOut)) {
+            if (name.startsWith("grad_") && name !== "grad_kl_hook") {
+              klOut[name] = new ort.Tensor(
+                "float32",
+                (klOut[name].data as Float32Array).map((g) => g * scale),
+                klOut[name].dims,
+              );
+            }
+          }
+        }
       }
       const w = objectiveWeights(opts.objective, mse, kl ?? 0);
       assertFinite("loss", [w.loss], step);
@@ -314,4 +338,18 @@ function restoreAdapter(
     opt.v[k].set(get(`adapter.v.${k}`));
   }
   opt.t = state.get("adapter.t")?.data[0] ?? 0;
+}
+
+/** y with the first `skip` positions of each sequence replaced by the clean x. */
+function keepClean(
+  y: Float32Array,
+  x: Float32Array,
+  B: number,
+  T: number,
+  d: number,
+  skip: number,
+): Float32Array {
+  const out = y.slice();
+  for (let b = 0; b < B; b++) out.set(x.subarray(b * T * d, (b * T + skip) * d), b * T * d);
+  return out;
 }
