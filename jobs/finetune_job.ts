@@ -14,6 +14,7 @@ import { loadSae, saveSae } from "../sae/io.ts";
 import type { Sae } from "../sae/types.ts";
 import { FinetuneConfig, stepsOf } from "../train/config.ts";
 import { runFinetune, type SaeTrainer, type StepMetrics } from "../train/finetune.ts";
+import { runMsePhase } from "../train/mse_phase.ts";
 import { ceEval } from "../eval/ce_eval.ts";
 import { loadDataset } from "./datasets.ts";
 import type { JobContext, JobHandler } from "./runner.ts";
@@ -135,15 +136,12 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
       ];
       let done = 0, last: (StepMetrics & { phase: string }) | null = null;
       for (const phase of phases) {
-        const r = await runFinetune({
-          objective: phase.objective,
+        const common = {
           model,
           hook,
           ep,
           device: ep === "webgpu" ? deps.gpu.device : undefined,
-          sae: trainer,
           data: train,
-          batchSize: cfg.batch_size,
           seqLen: cfg.seq_len,
           steps: phase.steps,
           schedule: {
@@ -151,19 +149,18 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
             warmupSteps: Math.min(cfg.warmup_steps, phase.steps),
             decayFraction: phase.decay,
           },
-          l1: sae.cfg.kind === "relu"
+          l1: sae.cfg.kind === "relu" || sae.cfg.kind === "jumprelu"
             ? {
               lambda: sae.cfg.l1Coefficient ?? init.l1_coefficient,
               target: cfg.l1_target_l0,
               controller: cfg.l1_controller,
             }
             : undefined,
-          skipFirstPositions: cfg.skip_first_positions,
           metricsEvery: cfg.metrics_every,
           checkpointEvery: cfg.checkpoint_every,
           checkpointDir: `${dir}/checkpoints/${phase.name}`,
           signal: ctx.signal,
-          onMetrics: async (m) => {
+          onMetrics: async (m: StepMetrics) => {
             // Steps and tokens count over the whole job, across its phases.
             const step = done + m.step;
             const row = {
@@ -184,7 +181,25 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
           },
           // Metrics rows up to a checkpoint are in the database before the run moves past it.
           onCheckpoint: () => deps.metrics.flush(),
-        });
+        };
+        // Training from scratch, MSE steps read shuffled activations (the field's practice); the
+        // fine-tune arms read tokens in order, so that arms compared see the same data.
+        const r = !start && phase.objective === "mse" && cfg.shuffle_buffer_tokens > 0
+          ? await runMsePhase({
+            ...common,
+            saes: [trainer],
+            seqBatch: cfg.batch_size,
+            stepTokens: cfg.batch_size * cfg.seq_len,
+            bufferTokens: cfg.shuffle_buffer_tokens,
+            seed: cfg.seed,
+          })
+          : await runFinetune({
+            ...common,
+            objective: phase.objective,
+            sae: trainer,
+            batchSize: cfg.batch_size,
+            skipFirstPositions: cfg.skip_first_positions,
+          });
         done += phase.steps;
         if (r.resumedFrom > 0) {
           await ctx.emit("log", { message: `${phase.name}: resumed at step ${r.resumedFrom}` });

@@ -52,6 +52,10 @@ export const FinetuneConfig = z.object({
     "the first positions of each sequence keep their clean activations and are left out of the " +
       "KL mean, in training and in the final CE-eval",
   ),
+  shuffle_buffer_tokens: z.number().int().min(0).max(1 << 26).default(65_536).describe(
+    "from scratch: the MSE phase trains on activations shuffled in a buffer of this many tokens " +
+      "(0: in sequence order, as the fine-tune arms)",
+  ),
   seed: z.number().int().min(0).max(2 ** 31 - 1).default(0),
   metrics_every: z.number().int().min(1).default(8),
   checkpoint_every: z.number().int().min(1).default(64),

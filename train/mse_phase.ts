@@ -1,0 +1,187 @@
+// The MSE phase on shuffled activations, as the field trains SAEs: the LM prefix (stopping at the
+// hook) fills a buffer of activations from consecutive token batches, the buffer is permuted, and
+// training batches are served from it until it is drained, then it is refilled. Neighbouring tokens'
+// activations are correlated; drawing a step's tokens from the whole buffer decorrelates them.
+// Every SAE given sees the same batches (several dictionary sizes or kinds from one pass of the LM).
+// A checkpoint holds where the current fill started and how much of it was served, so a resumed
+// run re-collects that fill (the prefix is deterministic) and continues exactly as an unbroken one.
+import { Rng } from "../lib/rng.ts";
+import { encodeModel, type ModelProto } from "../lm/onnx.ts";
+import { createSession, type ExecutionProvider, ort } from "../lm/session.ts";
+import { prefix } from "../lm/surgery.ts";
+import {
+  assertFinite,
+  type Checkpoint,
+  loadLatestCheckpoint,
+  saveCheckpoint,
+} from "./checkpoint.ts";
+import type { Batches, SaeTrainer, StepMetrics } from "./finetune.ts";
+import { createL1Controller, type L1Controller, updateL1 } from "./l1_controller.ts";
+import { lrAt, type LrSchedule, validateSchedule } from "./schedule.ts";
+
+export interface MsePhaseOptions {
+  model: ModelProto;
+  hook: string;
+  ep: ExecutionProvider;
+  device?: GPUDevice;
+  /** The SAEs to train; each gets every batch. */
+  saes: SaeTrainer[];
+  /** Token batches [seqBatch, seqLen] the buffer is filled from. */
+  data: Batches;
+  seqBatch: number;
+  seqLen: number;
+  /** Tokens a training step takes from the buffer. */
+  stepTokens: number;
+  /** Activations the buffer holds (rounded up to whole token batches). */
+  bufferTokens: number;
+  steps: number;
+  seed: number;
+  schedule: Omit<LrSchedule, "totalSteps">;
+  l1?: { lambda: number; target?: number; controller: boolean };
+  metricsEvery?: number;
+  checkpointEvery?: number;
+  checkpointDir?: string;
+  onMetrics?: (m: StepMetrics, sae: number) => void | Promise<void>;
+  onCheckpoint?: (step: number, dir: string) => void | Promise<void>;
+  signal?: AbortSignal;
+}
+
+interface PhaseState {
+  /** Data cursor where the current fill started, fills so far, steps served from this fill. */
+  fillCursor: unknown;
+  fill: number;
+  served: number;
+  l1: (L1Controller | null)[];
+  /** The data cursor after the current fill (where a following phase continues). */
+  dataCursor?: unknown;
+}
+
+export async function runMsePhase(opts: MsePhaseOptions) {
+  const { saes, seqBatch: B, seqLen: T, stepTokens: N } = opts;
+  if (!saes.length) throw new Error("the MSE phase needs at least one SAE");
+  const schedule: LrSchedule = { ...opts.schedule, totalSteps: opts.steps };
+  validateSchedule(schedule);
+  const batchesPerFill = Math.max(1, Math.ceil(Math.max(opts.bufferTokens, N) / (B * T)));
+  const capacity = batchesPerFill * B * T, stepsPerFill = Math.floor(capacity / N);
+  const d = saes[0].dIn;
+  if (saes.some((s) => s.dIn !== d)) {
+    throw new Error("the SAEs read activations of different widths");
+  }
+  const session = await createSession(encodeModel(prefix(opts.model, opts.hook)), {
+    ep: opts.ep,
+    device: opts.device,
+  });
+  const buffer = new Float32Array(capacity * d);
+  let order = new Uint32Array(0);
+  let state: PhaseState = {
+    fillCursor: opts.data.cursor,
+    fill: 0,
+    served: 0,
+    l1: saes.map(() => null),
+  };
+  let start = 0;
+  if (opts.checkpointDir) {
+    const ck = await loadLatestCheckpoint<PhaseState>(opts.checkpointDir);
+    if (ck) {
+      for (const [i, s] of saes.entries()) await s.restore(prefixed(ck.tensors, `sae${i}.`));
+      state = ck.state;
+      start = ck.step;
+      if (start >= opts.steps && state.dataCursor !== undefined) {
+        opts.data.seek(state.dataCursor as never);
+      }
+    }
+  }
+  const fillBuffer = async () => {
+    opts.data.seek(state.fillCursor as never);
+    for (let b = 0; b < batchesPerFill; b++) {
+      const ids = new ort.Tensor("int64", opts.data.next(), [B, T]);
+      const out = await session.run({ [session.inputNames[0]]: ids });
+      const h = out[session.outputNames[0]];
+      if (h.dims.at(-1) !== d) {
+        throw new Error(
+          `the SAEs read ${d}-wide activations but hook "${opts.hook}" is ${h.dims.at(-1)} wide`,
+        );
+      }
+      buffer.set(h.data as Float32Array, b * B * T * d);
+    }
+    order = new Rng((opts.seed ^ Math.imul(state.fill + 1, 0x9e3779b1)) >>> 0)
+      .shuffle(Uint32Array.from({ length: capacity }, (_, i) => i));
+  };
+  const x = new Float32Array(N * d);
+  let t0 = performance.now(), tokensSince = 0;
+  try {
+    if (start < opts.steps) await fillBuffer();
+    for (let step = start; step < opts.steps; step++) {
+      opts.signal?.throwIfAborted();
+      if (state.served === stepsPerFill) {
+        state = { ...state, fillCursor: opts.data.cursor, fill: state.fill + 1, served: 0 };
+        await fillBuffer();
+      }
+      for (let r = 0; r < N; r++) {
+        const row = order[state.served * N + r];
+        x.set(buffer.subarray(row * d, row * d + d), r * d);
+      }
+      state.served++;
+      const lr = lrAt(schedule, step);
+      tokensSince += N;
+      const log = (step + 1) % (opts.metricsEvery ?? 8) === 0 || step === opts.steps - 1;
+      const now = performance.now();
+      for (const [i, sae] of saes.entries()) {
+        const fwd = await sae.forward(x, N);
+        assertFinite("mse", [fwd.mse], step);
+        if (opts.l1?.controller && !state.l1[i] && step === 0) {
+          state.l1[i] = createL1Controller(opts.l1.lambda, opts.l1.target ?? fwd.l0);
+        }
+        const l1 = state.l1[i]?.lambda ?? opts.l1?.lambda;
+        const bw = await sae.backwardAndStep({ wMse: 1, gExt: null, wExt: 0, lr, l1 });
+        assertFinite("gradient norm", [bw.gradNorm], step);
+        if (state.l1[i]) state.l1[i] = updateL1(state.l1[i]!, fwd.l0);
+        if (log) {
+          await opts.onMetrics?.({
+            step: step + 1,
+            tokens: (step + 1) * N,
+            mse: fwd.mse,
+            kl: null,
+            alpha: null,
+            loss: fwd.mse,
+            l0: fwd.l0,
+            lr,
+            gradNorm: bw.gradNorm,
+            aux: bw.aux,
+            deadLatents: bw.dead,
+            l1Lambda: state.l1[i]?.lambda ?? null,
+            tokensPerSecond: tokensSince / ((now - t0) / 1000),
+          }, i);
+        }
+      }
+      if (log) {
+        t0 = now;
+        tokensSince = 0;
+      }
+      const every = opts.checkpointEvery ?? 0;
+      if (opts.checkpointDir && every && ((step + 1) % every === 0 || step === opts.steps - 1)) {
+        const tensors = new Map<string, { data: Float32Array; shape: number[] }>();
+        for (const [i, sae] of saes.entries()) {
+          for (const [k, v] of await sae.state()) {
+            assertFinite(k, v.data, step + 1);
+            tensors.set(`sae${i}.${k}`, v);
+          }
+        }
+        state.dataCursor = opts.data.cursor;
+        const ck: Checkpoint<PhaseState> = { step: step + 1, state, tensors };
+        await opts.onCheckpoint?.(step + 1, await saveCheckpoint(opts.checkpointDir, ck));
+      }
+    }
+  } finally {
+    await session.release();
+  }
+  // The data stream is left after the last fill, where a following phase continues.
+  return { steps: opts.steps, resumedFrom: start, fills: state.fill + 1 };
+}
+
+function prefixed(
+  m: Map<string, { data: Float32Array; shape: number[] }>,
+  p: string,
+): Map<string, { data: Float32Array; shape: number[] }> {
+  return new Map([...m].filter(([k]) => k.startsWith(p)).map(([k, v]) => [k.slice(p.length), v]));
+}
