@@ -6,7 +6,7 @@ import { assertEquals, assertLess } from "@std/assert";
 import { readF32 } from "../../gpu/buffers.ts";
 import { DenseGpuTrainer } from "../../sae/dense_trainer.ts";
 import type { Sae } from "../../sae/types.ts";
-import { testGpu } from "../util/gpu.ts";
+import { poisonAll, testGpu } from "../util/gpu.ts";
 import { freshRng, relError } from "../util/rand.ts";
 import { forwardRef, randomSae } from "./ref.ts";
 
@@ -83,6 +83,7 @@ Deno.test("batchtopk: the K·N largest over the batch, running threshold, gradie
     const f = await trainer.forward(x, n);
     assertLess(relError(f.xhat, forward(w0)), 1e-5, "x̂ of the batch selection");
     assertEquals(f.l0, chosen.length / n);
+    poisonAll(gpu.device, trainer.grads);
     await trainer.backwardAndStep({ wMse, gExt: g, wExt, lr: 0 });
     for (const name of NAMES) {
       const got = await readF32(gpu.device, trainer.grads[name], w0[name].length);
@@ -173,6 +174,7 @@ Deno.test("jumprelu: forward as SAELens, weight gradients vs FD, θ by the strai
   try {
     const f = await trainer.forward(x, n);
     assertLess(relError(f.xhat, forwardRef(sae, x).xHat), 1e-5, "x̂");
+    poisonAll(gpu.device, trainer.grads);
     await trainer.backwardAndStep({ wMse, gExt: null, wExt: 0, lr: 0, l1: lambda });
     for (const name of NAMES) {
       const got = await readF32(gpu.device, trainer.grads[name], w0[name].length);

@@ -7,7 +7,7 @@ import { readF32 } from "../../gpu/buffers.ts";
 import { DenseGpuTrainer } from "../../sae/dense_trainer.ts";
 import { TopKGpuTrainer } from "../../sae/topk_trainer.ts";
 import type { Sae } from "../../sae/types.ts";
-import { testGpu } from "../util/gpu.ts";
+import { poisonAll, testGpu } from "../util/gpu.ts";
 import { freshRng, relError } from "../util/rand.ts";
 
 const NAMES = ["W_enc", "b_enc", "W_dec", "b_dec"] as const;
@@ -37,7 +37,9 @@ Deno.test("sparse TopK trainer agrees with the dense path over two steps at a wi
       const fa = await a.forward(x, n), fb = await b.forward(x, n);
       assertLess(relError(fa.xhat, fb.xhat), 1e-5, "x̂");
       assertEquals(fa.l0, fb.l0);
+      poisonAll(gpu.device, a.grads);
       const ga = await a.backwardAndStep({ wMse: 0.5, gExt: g, wExt: 0.3, lr: 1e-3 });
+      poisonAll(gpu.device, b.grads);
       const gb = await b.backwardAndStep({ wMse: 0.5, gExt: g, wExt: 0.3, lr: 1e-3 });
       assertLess(Math.abs(ga.gradNorm - gb.gradNorm) / gb.gradNorm, 1e-4);
       assertEquals(ga.dead, gb.dead);
@@ -91,6 +93,7 @@ Deno.test("sparse TopK trainer: gradients match finite differences of the float6
   });
   try {
     await trainer.forward(x, n);
+    poisonAll(gpu.device, trainer.grads);
     await trainer.backwardAndStep({ wMse, gExt: g, wExt, lr: 0 });
     const w64: Record<string, Float64Array> = {};
     for (const name of NAMES) w64[name] = Float64Array.from(s.weights[name]);
@@ -211,6 +214,7 @@ Deno.test("auxk: with dead latents, gradients match finite differences of MSE + 
     const first = await trainer.backwardAndStep({ wMse, gExt: null, wExt: 0, lr: 0 });
     assertEquals(first.dead, m - fired.size, "dead latents after the first batch");
     await trainer.forward(x, n);
+    poisonAll(gpu.device, trainer.grads);
     const second = await trainer.backwardAndStep({ wMse, gExt: null, wExt: 0, lr: 0 });
     assertLess(Math.abs(second.aux - parts(w0).aux) / parts(w0).aux, 1e-4, "auxk loss");
     for (const name of NAMES) {

@@ -6,7 +6,7 @@ import { readF32 } from "../../gpu/buffers.ts";
 import { DenseGpuTrainer } from "../../sae/dense_trainer.ts";
 import { TopKGpuTrainer } from "../../sae/topk_trainer.ts";
 import type { Sae } from "../../sae/types.ts";
-import { testGpu } from "../util/gpu.ts";
+import { poisonAll, testGpu } from "../util/gpu.ts";
 import { freshRng, relError } from "../util/rand.ts";
 import { referenceStep, type Sae64 } from "../util/reference_finetune.ts";
 
@@ -76,6 +76,7 @@ for (const Trainer of [DenseGpuTrainer, TopKGpuTrainer]) {
         let l0 = 0;
         for (const h of r.h) if (h > 0) l0++;
         assertLess(Math.abs(fwd.l0 - l0 / n), 1e-9);
+        poisonAll(gpu.device, trainer.grads);
         const bw = await trainer.backwardAndStep({ wMse: 0.5, gExt: g, wExt: 0.7, lr: 1e-3 });
         assertLess(Math.abs(bw.gradNorm - r.gradNorm) / r.gradNorm, 1e-4, "gradient norm");
         for (const name of ["W_enc", "b_enc", "W_dec", "b_dec"] as const) {
@@ -128,6 +129,7 @@ Deno.test("dense GPU trainer, ReLU + L1: gradients match finite differences of t
   });
   try {
     await trainer.forward(x, n);
+    poisonAll(gpu.device, trainer.grads);
     await trainer.backwardAndStep({ wMse: 1, gExt: null, wExt: 0, lr: 0, l1: lambda });
     const w64: Record<string, Float64Array> = {};
     for (const k of ["W_enc", "b_enc", "W_dec", "b_dec"] as const) {
