@@ -5,19 +5,7 @@
 // browser fails the test instead of skipping it.
 import { assert, assertStringIncludes } from "@std/assert";
 import { chromium } from "playwright-core";
-import { Config } from "../../config.ts";
-import { openDatabase } from "../../db/client.ts";
-import { DbEventStore, DbJobStore } from "../../db/job_store.ts";
-import { MetricsWriter } from "../../db/metrics_writer.ts";
-import { models } from "../../db/schema.ts";
-import { EventHub } from "../../jobs/events.ts";
-import { experimentHandler } from "../../jobs/experiment_job.ts";
-import { finetuneHandler } from "../../jobs/finetune_job.ts";
-import { JobRunner } from "../../jobs/runner.ts";
-import { EMBEDDED_MODEL } from "../../main.ts";
-import { createApp } from "../../routes/app.ts";
-import { createSaeTrainer } from "../../sae/trainers.ts";
-import { testGpu } from "../util/gpu.ts";
+import { startTestService } from "../util/service.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const haveBrowser = (() => {
@@ -37,37 +25,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const dataDir = await Deno.makeTempDir();
-    const database = await openDatabase({ dataDir: "memory://" });
-    await database.db.insert(models).values({ ...EMBEDDED_MODEL, builtin: true });
-    const gpu = await testGpu();
-    const events = new EventHub(new DbEventStore(database.db));
-    const runner = new JobRunner(new DbJobStore(database.db), events, { pollMs: 50 });
-    runner.register(
-      "finetune",
-      finetuneHandler({
-        database,
-        gpu,
-        dataDir,
-        metrics: new MetricsWriter(database.db),
-        createTrainer: createSaeTrainer,
-      }),
-    );
-    runner.register(
-      "experiment",
-      experimentHandler({ database, gpu, dataDir, metrics: new MetricsWriter(database.db) }),
-    );
-    const app = createApp({
-      config: Config.parse({ dataDir }),
-      gpu,
-      database,
-      runner,
-      events,
-      startedAt: performance.now(),
-    });
-    const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, app.fetch);
-    const url = `http://127.0.0.1:${server.addr.port}`;
-    runner.start();
+    const svc = await startTestService({ jobs: ["finetune", "experiment"] });
+    const { url, runner } = svc;
     const browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
@@ -169,10 +128,7 @@ Deno.test({
       });
     } finally {
       await browser.close();
-      await runner.stop();
-      await server.shutdown();
-      await database.close();
-      await Deno.remove(dataDir, { recursive: true });
+      await svc.close();
     }
   },
 });

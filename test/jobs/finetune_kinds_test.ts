@@ -1,39 +1,16 @@
 // Every SAE kind trains from scratch through the finetune job with the GPU trainers (MSE phase,
 // then kl_mse), is evaluated, and is written in SAELens layout with its threshold where it has one.
 import { assert, assertEquals } from "@std/assert";
-import { openDatabase } from "../../db/client.ts";
-import { MetricsWriter } from "../../db/metrics_writer.ts";
-import { models } from "../../db/schema.ts";
-import { EventHub, MemoryEventStore } from "../../jobs/events.ts";
-import { finetuneHandler } from "../../jobs/finetune_job.ts";
-import { MemoryJobStore } from "../../jobs/memory_store.ts";
-import { JobRunner } from "../../jobs/runner.ts";
-import { EMBEDDED_MODEL } from "../../main.ts";
 import { loadSae } from "../../sae/io.ts";
-import { createSaeTrainer } from "../../sae/trainers.ts";
-import { testGpu } from "../util/gpu.ts";
+import { startTestService } from "../util/service.ts";
 
 Deno.test({
   name: "relu, topk, batchtopk and jumprelu SAEs train, evaluate and save through the job",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const dataDir = await Deno.makeTempDir();
-    const database = await openDatabase({ dataDir: "memory://" });
-    await database.db.insert(models).values({ ...EMBEDDED_MODEL, builtin: true });
-    const events = new EventHub(new MemoryEventStore());
-    const runner = new JobRunner(new MemoryJobStore(), events, { pollMs: 20 });
-    runner.register(
-      "finetune",
-      finetuneHandler({
-        database,
-        gpu: await testGpu(),
-        dataDir,
-        metrics: new MetricsWriter(database.db),
-        createTrainer: createSaeTrainer,
-      }),
-    );
-    runner.start();
+    const svc = await startTestService({ jobs: ["finetune"] });
+    const { runner, events, dataDir } = svc;
     try {
       for (const kind of ["relu", "topk", "batchtopk", "jumprelu"] as const) {
         const job = await runner.submit("finetune", {
@@ -63,9 +40,7 @@ Deno.test({
         if (kind === "jumprelu") assertEquals(sae.weights.threshold!.length, 64);
       }
     } finally {
-      await runner.stop();
-      await database.close();
-      await Deno.remove(dataDir, { recursive: true });
+      await svc.close();
     }
   },
 });

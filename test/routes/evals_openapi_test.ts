@@ -1,20 +1,10 @@
 // /evals runs a CE-eval job on an uploaded SAELens SAE; /openapi.json describes the routes from
 // the same zod schemas; /docs renders it; /datasets lists Brown.
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
-import { Config } from "../../config.ts";
-import { openDatabase } from "../../db/client.ts";
-import { DbEventStore, DbJobStore } from "../../db/job_store.ts";
-import { models } from "../../db/schema.ts";
-import { EventHub } from "../../jobs/events.ts";
-import { evalHandler } from "../../jobs/eval_job.ts";
-import { JobRunner } from "../../jobs/runner.ts";
-import { EMBEDDED_MODEL } from "../../main.ts";
-import { createApp } from "../../routes/app.ts";
-import { createSaeTrainer } from "../../sae/trainers.ts";
 import { initSae } from "../../sae/init.ts";
 import { saeLensConfig, saeLensTensors } from "../../sae/io.ts";
 import { serializeSafetensors } from "../../lib/safetensors.ts";
-import { testGpu } from "../util/gpu.ts";
+import { startTestService } from "../util/service.ts";
 import { readSse } from "../util/sse.ts";
 
 Deno.test({
@@ -22,27 +12,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const dataDir = await Deno.makeTempDir();
-    const database = await openDatabase({ dataDir: "memory://" });
-    await database.db.insert(models).values({ ...EMBEDDED_MODEL, builtin: true });
-    const gpu = await testGpu();
-    const events = new EventHub(new DbEventStore(database.db));
-    const runner = new JobRunner(new DbJobStore(database.db), events, { pollMs: 50 });
-    runner.register(
-      "eval",
-      evalHandler({ database, gpu, dataDir, createTrainer: createSaeTrainer }),
-    );
-    const app = createApp({
-      config: Config.parse({ dataDir }),
-      gpu,
-      database,
-      runner,
-      events,
-      startedAt: performance.now(),
-    });
-    const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, app.fetch);
-    const url = `http://127.0.0.1:${server.addr.port}`;
-    runner.start();
+    const svc = await startTestService({ jobs: ["eval"] });
+    const { url } = svc;
     try {
       const sae = initSae({
         kind: "topk",
@@ -92,10 +63,7 @@ Deno.test({
       assertEquals((await (await fetch(`${url}/datasets`)).json()).datasets[0].id, "brown");
       assertEquals((await fetch(`${url}/evals/nope`)).status, 404);
     } finally {
-      await runner.stop();
-      await server.shutdown();
-      await database.close();
-      await Deno.remove(dataDir, { recursive: true });
+      await svc.close();
     }
   },
 });

@@ -1,19 +1,10 @@
 // /experiments over real HTTP: bad requests are named, a two-arm experiment (MSE-only and a linear
 // skip) runs from one SAE, its table compares the arms, and its plots download as SVG.
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
-import { Config } from "../../config.ts";
-import { openDatabase } from "../../db/client.ts";
-import { DbEventStore, DbJobStore } from "../../db/job_store.ts";
-import { MetricsWriter } from "../../db/metrics_writer.ts";
-import { models, saes } from "../../db/schema.ts";
-import { EventHub } from "../../jobs/events.ts";
-import { experimentHandler } from "../../jobs/experiment_job.ts";
-import { JobRunner } from "../../jobs/runner.ts";
-import { EMBEDDED_MODEL } from "../../main.ts";
-import { createApp } from "../../routes/app.ts";
+import { saes } from "../../db/schema.ts";
 import { initSae } from "../../sae/init.ts";
 import { saveSae } from "../../sae/io.ts";
-import { testGpu } from "../util/gpu.ts";
+import { startTestService } from "../util/service.ts";
 import { readSse } from "../util/sse.ts";
 
 Deno.test({
@@ -21,9 +12,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const dataDir = await Deno.makeTempDir();
-    const database = await openDatabase({ dataDir: "memory://" });
-    await database.db.insert(models).values({ ...EMBEDDED_MODEL, builtin: true });
+    const svc = await startTestService({ jobs: ["experiment"] });
+    const { url, database, dataDir } = svc;
     const sae = initSae({
       kind: "topk",
       dIn: 128,
@@ -43,24 +33,6 @@ Deno.test({
       hook: "/blocks.1/Add_2_output_0",
       cfg: sae.cfg,
     });
-    const gpu = await testGpu();
-    const events = new EventHub(new DbEventStore(database.db));
-    const runner = new JobRunner(new DbJobStore(database.db), events, { pollMs: 50 });
-    runner.register(
-      "experiment",
-      experimentHandler({ database, gpu, dataDir, metrics: new MetricsWriter(database.db) }),
-    );
-    const app = createApp({
-      config: Config.parse({ dataDir }),
-      gpu,
-      database,
-      runner,
-      events,
-      startedAt: performance.now(),
-    });
-    const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, app.fetch);
-    const url = `http://127.0.0.1:${server.addr.port}`;
-    runner.start();
     const post = (body: unknown) =>
       fetch(`${url}/experiments`, { method: "POST", body: JSON.stringify(body) });
     try {
@@ -107,10 +79,7 @@ Deno.test({
       assertEquals((await fetch(`${url}/experiments/${exp.id}/plots/nope.svg`)).status, 404);
       assertEquals((await (await fetch(`${url}/experiments`)).json()).experiments.length, 1);
     } finally {
-      await runner.stop();
-      await server.shutdown();
-      await database.close();
-      await Deno.remove(dataDir, { recursive: true });
+      await svc.close();
     }
   },
 });

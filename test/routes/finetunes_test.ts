@@ -1,18 +1,8 @@
 // A fine-tune through the service over real HTTP on loopback: start it, follow its SSE stream to
 // the end, reconnect with Last-Event-ID (no gap, no duplicate), fetch the SAE it wrote.
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
-import { Config } from "../../config.ts";
-import { openDatabase } from "../../db/client.ts";
-import { DbEventStore, DbJobStore } from "../../db/job_store.ts";
-import { MetricsWriter } from "../../db/metrics_writer.ts";
-import { models } from "../../db/schema.ts";
-import { finetuneHandler } from "../../jobs/finetune_job.ts";
-import { EventHub } from "../../jobs/events.ts";
-import { JobRunner } from "../../jobs/runner.ts";
-import { EMBEDDED_MODEL } from "../../main.ts";
-import { createApp } from "../../routes/app.ts";
 import { parseSafetensors } from "../../lib/safetensors.ts";
-import { testGpu } from "../util/gpu.ts";
+import { startTestService } from "../util/service.ts";
 import { referenceTrainerFactory } from "../util/reference_trainer.ts";
 import { readSse } from "../util/sse.ts";
 
@@ -22,33 +12,11 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const dataDir = await Deno.makeTempDir();
-    const database = await openDatabase({ dataDir: "memory://" });
-    await database.db.insert(models).values({ ...EMBEDDED_MODEL, builtin: true });
-    const gpu = await testGpu();
-    const events = new EventHub(new DbEventStore(database.db));
-    const runner = new JobRunner(new DbJobStore(database.db), events, { pollMs: 50 });
-    runner.register(
-      "finetune",
-      finetuneHandler({
-        database,
-        gpu,
-        dataDir,
-        metrics: new MetricsWriter(database.db),
-        createTrainer: referenceTrainerFactory,
-      }),
-    );
-    const app = createApp({
-      config: Config.parse({ dataDir }),
-      gpu,
-      database,
-      runner,
-      events,
-      startedAt: performance.now(),
+    const svc = await startTestService({
+      jobs: ["finetune"],
+      createTrainer: referenceTrainerFactory,
     });
-    const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, app.fetch);
-    const url = `http://127.0.0.1:${server.addr.port}`;
-    runner.start();
+    const { url } = svc;
     try {
       const bad = await fetch(`${url}/finetunes`, {
         method: "POST",
@@ -130,10 +98,7 @@ Deno.test({
       assertEquals(st.tensors.get("W_dec")!.shape, [32, 128]);
       assertEquals((await fetch(`${url}/finetunes/nope`)).status, 404);
     } finally {
-      await runner.stop();
-      await server.shutdown();
-      await database.close();
-      await Deno.remove(dataDir, { recursive: true });
+      await svc.close();
     }
   },
 });

@@ -7,6 +7,7 @@ import { readF32 } from "../../gpu/buffers.ts";
 import { DenseGpuTrainer } from "../../sae/dense_trainer.ts";
 import type { Sae } from "../../sae/types.ts";
 import { poisonAll, testGpu } from "../util/gpu.ts";
+import { centralDifferences } from "../util/fd.ts";
 import { freshRng, relError } from "../util/rand.ts";
 import { forwardRef, randomSae } from "./ref.ts";
 
@@ -25,16 +26,7 @@ function pre64(w: W, x: ArrayLike<number>, t: number, d: number, m: number): Flo
 
 /** Central differences of f at every element of w[name]. */
 function fdGrad(w: W, name: string, f: (w: W) => number): Float64Array {
-  const out = new Float64Array(w[name].length);
-  for (let i = 0; i < out.length; i++) {
-    const keep = w[name][i];
-    w[name][i] = keep + 1e-6;
-    const up = f(w);
-    w[name][i] = keep - 1e-6;
-    out[i] = (up - f(w)) / 2e-6;
-    w[name][i] = keep;
-  }
-  return out;
+  return centralDifferences(w[name], () => f(w));
 }
 
 Deno.test("batchtopk: the K·N largest over the batch, running threshold, gradients vs FD", async () => {

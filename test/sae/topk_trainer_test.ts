@@ -9,6 +9,7 @@ import { TopKGpuTrainer } from "../../sae/topk_trainer.ts";
 import type { Sae } from "../../sae/types.ts";
 import { poisonAll, testGpu } from "../util/gpu.ts";
 import { freshRng, relError } from "../util/rand.ts";
+import { centralDifferences } from "../util/fd.ts";
 
 const NAMES = ["W_enc", "b_enc", "W_dec", "b_dec"] as const;
 const OPTS = { weightDecay: 0.01, gradClip: 1, decoderConstraint: true };
@@ -99,15 +100,7 @@ Deno.test("sparse TopK trainer: gradients match finite differences of the float6
     for (const name of NAMES) w64[name] = Float64Array.from(s.weights[name]);
     for (const name of NAMES) {
       const got = await readF32(gpu.device, trainer.grads[name], w64[name].length);
-      const fd = new Float64Array(w64[name].length);
-      for (let i = 0; i < fd.length; i++) {
-        const keep = w64[name][i];
-        w64[name][i] = keep + 1e-6;
-        const up = loss(w64);
-        w64[name][i] = keep - 1e-6;
-        fd[i] = (up - loss(w64)) / 2e-6;
-        w64[name][i] = keep;
-      }
+      const fd = centralDifferences(w64[name], () => loss(w64));
       assertLess(relError(got, fd), 1e-4, `∂${name}`);
     }
   } finally {
@@ -219,15 +212,7 @@ Deno.test("auxk: with dead latents, gradients match finite differences of MSE + 
     assertLess(Math.abs(second.aux - parts(w0).aux) / parts(w0).aux, 1e-4, "auxk loss");
     for (const name of NAMES) {
       const got = await readF32(gpu.device, trainer.grads[name], w0[name].length);
-      const fd = new Float64Array(w0[name].length);
-      for (let i = 0; i < fd.length; i++) {
-        const keep = w0[name][i];
-        w0[name][i] = keep + 1e-6;
-        const up = loss(w0);
-        w0[name][i] = keep - 1e-6;
-        fd[i] = (up - loss(w0)) / 2e-6;
-        w0[name][i] = keep;
-      }
+      const fd = centralDifferences(w0[name], () => loss(w0));
       assertLess(relError(got, fd), 1e-4, `∂${name} with auxk`);
     }
   } finally {

@@ -9,6 +9,7 @@ import type { Sae } from "../../sae/types.ts";
 import { poisonAll, testGpu } from "../util/gpu.ts";
 import { freshRng, relError } from "../util/rand.ts";
 import { referenceStep, type Sae64 } from "../util/reference_finetune.ts";
+import { centralDifferences } from "../util/fd.ts";
 
 function randomSae(
   rng: ReturnType<typeof freshRng>,
@@ -137,15 +138,7 @@ Deno.test("dense GPU trainer, ReLU + L1: gradients match finite differences of t
     }
     for (const name of ["W_enc", "b_enc", "W_dec", "b_dec"] as const) {
       const got = await readF32(gpu.device, trainer.grads[name], w64[name].length);
-      const fd = new Float64Array(w64[name].length);
-      for (let i = 0; i < fd.length; i++) {
-        const keep = w64[name][i];
-        w64[name][i] = keep + 1e-6;
-        const up = loss(w64);
-        w64[name][i] = keep - 1e-6;
-        fd[i] = (up - loss(w64)) / 2e-6;
-        w64[name][i] = keep;
-      }
+      const fd = centralDifferences(w64[name], () => loss(w64));
       assertLess(relError(got, fd), 1e-4, `∂${name}`);
     }
     assertEquals((await trainer.toSae()).cfg.kind, "relu");

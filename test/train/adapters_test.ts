@@ -6,6 +6,7 @@ import { LinearSkip } from "../../train/adapters/linear_skip.ts";
 import { MlpSkip } from "../../train/adapters/mlp_skip.ts";
 import { HostAdamW } from "../../train/adapters/host_adamw.ts";
 import type { SkipAdapter } from "../../train/adapters/types.ts";
+import { centralDifferences } from "../util/fd.ts";
 import { freshRng, relError } from "../util/rand.ts";
 
 type P = Record<string, Float64Array>;
@@ -57,16 +58,7 @@ function check(
   );
   const x64 = Float64Array.from(xhat);
   const loss = () => ref(p, x64).reduce((s, y, e) => s + g[e] * y, 0);
-  const fd = (arr: Float64Array) =>
-    Float64Array.from(arr, (_, i) => {
-      const keep = arr[i];
-      arr[i] = keep + 1e-6;
-      const up = loss();
-      arr[i] = keep - 1e-6;
-      const down = loss();
-      arr[i] = keep;
-      return (up - down) / 2e-6;
-    });
+  const fd = (arr: Float64Array) => centralDifferences(arr, loss);
   for (const k of Object.keys(p)) assertLess(relError(grads[k], fd(p[k])), 1e-4, `${label}: ∂${k}`);
   assertLess(relError(dxhat, fd(x64)), 1e-4, `${label}: ∂x̂`);
 }

@@ -6,6 +6,7 @@ import type { Sae } from "../../sae/types.ts";
 import { SaeLoraTrainer } from "../../train/adapters/sae_lora.ts";
 import { testGpu } from "../util/gpu.ts";
 import { freshRng, relError } from "../util/rand.ts";
+import { centralDifferences } from "../util/fd.ts";
 
 Deno.test("SAE LoRA: unchanged at step 0, factor gradients vs finite differences", async () => {
   const gpu = await testGpu();
@@ -70,15 +71,7 @@ Deno.test("SAE LoRA: unchanged at step 0, factor gradients vs finite differences
     await lora.forward(x, n);
     await lora.backwardAndStep({ wMse, gExt: g, wExt, lr: 0 });
     for (const [key, arr] of Object.entries(F)) {
-      const fd = Float64Array.from(arr, (_, i) => {
-        const keep = arr[i];
-        arr[i] = keep + 1e-6;
-        const up = loss();
-        arr[i] = keep - 1e-6;
-        const down = loss();
-        arr[i] = keep;
-        return (up - down) / 2e-6;
-      });
+      const fd = centralDifferences(arr, () => loss());
       assertLess(relError(lora.lastGrads[key], fd), 1e-4, `∂${key}`);
     }
   } finally {

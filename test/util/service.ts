@@ -1,0 +1,71 @@
+// The service in-process for route tests: an in-memory database with the embedded model, a job
+// runner with the handlers a test asks for, the app on a loopback port. close() undoes it all.
+import { Config } from "../../config.ts";
+import { openDatabase } from "../../db/client.ts";
+import { DbEventStore, DbJobStore } from "../../db/job_store.ts";
+import { MetricsWriter } from "../../db/metrics_writer.ts";
+import { models } from "../../db/schema.ts";
+import { evalHandler } from "../../jobs/eval_job.ts";
+import { EventHub } from "../../jobs/events.ts";
+import { experimentHandler } from "../../jobs/experiment_job.ts";
+import { finetuneHandler, type TrainerFactory } from "../../jobs/finetune_job.ts";
+import { JobRunner } from "../../jobs/runner.ts";
+import { EMBEDDED_MODEL } from "../../main.ts";
+import { createApp } from "../../routes/app.ts";
+import { createSaeTrainer } from "../../sae/trainers.ts";
+import { testGpu } from "./gpu.ts";
+
+export interface TestServiceOptions {
+  /** Job kinds to run: finetune, eval, experiment. */
+  jobs?: ("finetune" | "eval" | "experiment")[];
+  createTrainer?: TrainerFactory;
+  config?: Partial<Config>;
+  /** Start the runner (default true). */
+  start?: boolean;
+}
+
+export async function startTestService(o: TestServiceOptions = {}) {
+  const dataDir = await Deno.makeTempDir();
+  const database = await openDatabase({ dataDir: "memory://" });
+  await database.db.insert(models).values({ ...EMBEDDED_MODEL, builtin: true });
+  const gpu = await testGpu();
+  const events = new EventHub(new DbEventStore(database.db));
+  const runner = new JobRunner(new DbJobStore(database.db), events, { pollMs: 50 });
+  const metrics = new MetricsWriter(database.db);
+  const createTrainer = o.createTrainer ?? createSaeTrainer;
+  for (const kind of o.jobs ?? []) {
+    runner.register(
+      kind,
+      kind === "finetune"
+        ? finetuneHandler({ database, gpu, dataDir, metrics, createTrainer })
+        : kind === "eval"
+        ? evalHandler({ database, gpu, dataDir, createTrainer })
+        : experimentHandler({ database, gpu, dataDir, metrics }),
+    );
+  }
+  const app = createApp({
+    config: Config.parse({ dataDir, ...o.config }),
+    gpu,
+    database,
+    runner,
+    events,
+    startedAt: performance.now(),
+  });
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, app.fetch);
+  if (o.start ?? true) runner.start();
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    app,
+    dataDir,
+    database,
+    runner,
+    events,
+    gpu,
+    close: async () => {
+      await runner.stop();
+      await server.shutdown();
+      await database.close();
+      await Deno.remove(dataDir, { recursive: true });
+    },
+  };
+}
