@@ -81,6 +81,43 @@ Deno.test({
       ],
       ["model missing", "/models", json(JSON.stringify({ name: "x", path: `${root}/none.onnx` }))],
       ["model not ONNX", "/models", json(JSON.stringify({ name: "x", path: `${root}/junk.onnx` }))],
+      ["experiment without arms", "/experiments", json('{"sae": "x"}')],
+      ["experiment unknown arm", "/experiments", json('{"sae": "x", "arms": [{"type": "rm"}]}')],
+      ["experiment unknown SAE", "/experiments", json('{"sae": "x", "arms": [{"type": "mse"}]}')],
+      [
+        "experiment huge sweep",
+        "/experiments",
+        json(JSON.stringify({
+          sae: "x",
+          sweep: { parameter: "rank", values: Array(100).fill(1), arm: { type: "lm_lora" } },
+        })),
+      ],
+      ["unknown experiment", "/experiments/nope", { headers: auth }],
+      ["unknown plot", "/experiments/nope/plots/x.svg", { headers: auth }],
+      ["unknown experiment events", "/experiments/nope/events", { headers: auth }],
+      [
+        "data set outside roots",
+        "/datasets",
+        json(JSON.stringify({ name: "x", path: outside, format: "text" })),
+      ],
+      [
+        "data set bad format",
+        "/datasets",
+        json(JSON.stringify({ name: "x", path: `${root}/junk.onnx`, format: "csv" })),
+      ],
+      [
+        "data set not JSONL",
+        "/datasets",
+        json(JSON.stringify({ name: "x", path: `${root}/junk.onnx`, format: "jsonl" })),
+      ],
+      ["unknown data set", "/datasets/nope", { headers: auth }],
+      ["model upload junk", "/models", { method: "POST", body: junkModel(), headers: auth }],
+      [
+        "skip covers the sequence",
+        "/finetunes",
+        json('{"kind": "mse", "seq_len": 16, "skip_first_positions": 16}'),
+      ],
+      ["unknown UI file", "/ui/secrets.txt", {}],
       ["unknown route", "/admin", { headers: auth }],
       ["wrong method", "/health", { method: "DELETE", headers: auth }],
     ];
@@ -133,3 +170,9 @@ Deno.test({
     }
   },
 });
+
+function junkModel(): FormData {
+  const f = new FormData();
+  f.append("model", new Blob([new Uint8Array([0, 1, 2, 3])]), "junk.onnx");
+  return f;
+}
