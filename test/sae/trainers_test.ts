@@ -146,3 +146,60 @@ Deno.test("dense GPU trainer, ReLU + L1: gradients match finite differences of t
     trainer.release();
   }
 });
+
+Deno.test("DenseGpuTrainer, ReLU + L1: gradients and three AdamW steps match the float64 reference", async () => {
+  const gpu = await testGpu();
+  const rng = freshRng("dense-relu-steps");
+  const d = 9 + rng.int(8), m = 23 + rng.int(20), n = 11 + rng.int(10), lambda = 0.2;
+  const sae = randomSae(rng, "relu", d, m, 0);
+  const ref = { ...to64(sae, 0), kind: "relu" as const };
+  const adam = { m: {}, v: {}, t: 0 };
+  const trainer = new DenseGpuTrainer(gpu, sae, {
+    weightDecay: 0.01,
+    gradClip: 0.8,
+    decoderConstraint: false,
+  });
+  try {
+    for (let step = 0; step < 3; step++) {
+      const x = rng.normals(n * d), g = rng.normals(n * d, 0.01);
+      const fwd = await trainer.forward(x, n);
+      const r = referenceStep(
+        ref,
+        adam,
+        Float64Array.from(x),
+        new Float64Array(0),
+        new Float64Array(0),
+        n,
+        0,
+        {
+          objective: "mse",
+          lr: 1e-3,
+          weightDecay: 0.01,
+          clip: 0.8,
+          l1: lambda,
+          extraGrad: { g: Float64Array.from(g), wMse: 0.5, wExt: 0.7 },
+        },
+      );
+      assertLess(relError(fwd.xhat, r.xhat), 1e-5, `x̂ at step ${step}`);
+      poisonAll(gpu.device, trainer.grads);
+      const bw = await trainer.backwardAndStep({
+        wMse: 0.5,
+        gExt: g,
+        wExt: 0.7,
+        lr: 1e-3,
+        l1: lambda,
+      });
+      assertLess(Math.abs(bw.gradNorm - r.gradNorm) / r.gradNorm, 1e-4, "gradient norm");
+      for (const name of ["W_enc", "b_enc", "W_dec", "b_dec"] as const) {
+        const got = await readF32(gpu.device, trainer.grads[name], ref[name].length);
+        assertLess(relError(got, r.grads[name]), 1e-4, `∂${name} at step ${step}`);
+      }
+    }
+    const after = await trainer.toSae();
+    for (const name of ["W_enc", "b_enc", "W_dec", "b_dec"] as const) {
+      assertLess(relError(after.weights[name], ref[name]), 1e-5, `${name} after 3 steps`);
+    }
+  } finally {
+    trainer.release();
+  }
+});

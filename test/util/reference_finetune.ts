@@ -6,6 +6,8 @@ export interface Sae64 {
   dIn: number;
   dSae: number;
   k: number;
+  /** topk (default) keeps the k largest; relu keeps every positive pre-activation. */
+  kind?: "topk" | "relu";
   W_enc: Float64Array; // [dIn, dSae]
   b_enc: Float64Array;
   W_dec: Float64Array; // [dSae, dIn]
@@ -31,6 +33,8 @@ export interface StepOptions {
    * this is how the loop combines the two terms.
    */
   extraGrad?: { g: Float64Array | null; wMse: number; wExt: number };
+  /** relu: λ of the decoder-norm-weighted L1, λ·(1/N)·Σ_t Σ_j h_tj·‖W_dec,j‖ (paper Eq. 4). */
+  l1?: number;
 }
 
 function logSoftmax(z: Float64Array): Float64Array {
@@ -56,7 +60,7 @@ export function topkForward(sae: Sae64, x: Float64Array, n: number) {
     const order = Array.from({ length: m }, (_, j) => j).sort((a, b) =>
       pre[t * m + b] - pre[t * m + a]
     );
-    for (const j of order.slice(0, k)) {
+    for (const j of sae.kind === "relu" ? order : order.slice(0, k)) {
       if (pre[t * m + j] > 0) {
         h[t * m + j] = pre[t * m + j];
         active[t * m + j] = 1;
@@ -149,11 +153,22 @@ export function referenceStep(
     W_dec: new Float64Array(m * d),
     b_dec: new Float64Array(d),
   };
+  const lam = sae.kind === "relu" ? (opt.l1 ?? 0) : 0;
+  const norms = new Float64Array(m);
+  for (let j = 0; j < m; j++) {
+    let s = 0;
+    for (let i = 0; i < d; i++) s += sae.W_dec[j * d + i] ** 2;
+    norms[j] = Math.sqrt(s);
+  }
   for (let t = 0; t < n; t++) {
     for (let i = 0; i < d; i++) g.b_dec[i] += dx[t * d + i];
     for (let j = 0; j < m; j++) {
       const hj = fwd.h[t * m + j];
-      let dh = 0;
+      // The L1 term: ∂/∂h_tj = λ‖W_dec,j‖/N, and ∂/∂W_dec,j = λ·h_tj·W_dec,j/(‖W_dec,j‖·N).
+      let dh = lam * norms[j] / n;
+      for (let i = 0; i < d; i++) {
+        g.W_dec[j * d + i] += lam * hj * sae.W_dec[j * d + i] / (Math.max(norms[j], 1e-12) * n);
+      }
       for (let i = 0; i < d; i++) {
         g.W_dec[j * d + i] += hj * dx[t * d + i];
         dh += dx[t * d + i] * sae.W_dec[j * d + i];
