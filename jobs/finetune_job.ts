@@ -15,6 +15,8 @@ import type { Sae } from "../sae/types.ts";
 import { FinetuneConfig, stepsOf } from "../train/config.ts";
 import { runFinetune, type SaeTrainer, type StepMetrics } from "../train/finetune.ts";
 import { runMsePhase } from "../train/mse_phase.ts";
+import { estimateActivationScale } from "../train/activation_scale.ts";
+import { foldScaling } from "../sae/scaling.ts";
 import { ceEval } from "../eval/ce_eval.ts";
 import { loadDataset } from "./datasets.ts";
 import type { JobContext, JobHandler } from "./runner.ts";
@@ -105,6 +107,21 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
     const ep = chooseEp(deps.gpu, cfg.ep);
     const dir = `${deps.dataDir}/jobs/${ctx.job.id}`;
     await ctx.setCheckpoint(`${dir}/checkpoints`);
+    // From scratch, optionally train on s·x (E‖s·x‖² = d_in); s is folded into the saved SAE. The
+    // estimate is deterministic, so a resumed job finds the same s.
+    const scale = !start && cfg.normalize_activations !== "none"
+      ? await estimateActivationScale({
+        model,
+        hook,
+        ep,
+        device: ep === "webgpu" ? deps.gpu.device : undefined,
+        data: data.batches("train", cfg.batch_size, cfg.seq_len, cfg.seed + 1),
+        batchSize: cfg.batch_size,
+        seqLen: cfg.seq_len,
+        batches: 16,
+      })
+      : 1;
+    if (scale !== 1) await ctx.emit("log", { message: `activation scaling factor ${scale}` });
     const trainer = await deps.createTrainer(deps.gpu, sae, {
       weightDecay: cfg.weight_decay,
       gradClip: cfg.grad_clip,
@@ -156,6 +173,7 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
               controller: cfg.l1_controller,
             }
             : undefined,
+          activationScale: scale,
           metricsEvery: cfg.metrics_every,
           checkpointEvery: cfg.checkpoint_every,
           checkpointDir: `${dir}/checkpoints/${phase.name}`,
@@ -206,7 +224,9 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
         }
       }
       await deps.metrics.flush();
-      const trained = await trainer.toSae();
+      const trained = scale === 1
+        ? await trainer.toSae()
+        : foldScaling(await trainer.toSae(), scale);
       trained.cfg.metadata = {
         ...trained.cfg.metadata,
         model: cfg.model,
@@ -247,14 +267,18 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
           sae: {
             dIn: trained.cfg.dIn,
             reconstruct: async (x, nTok) => {
-              const f = await trainer.forward(x, nTok, true);
-              return { xhat: f.xhat, l0: f.l0 };
+              if (scale === 1) {
+                const f = await trainer.forward(x, nTok, true);
+                return { xhat: f.xhat, l0: f.l0 };
+              }
+              const f = await trainer.forward(x.map((v) => v * scale), nTok, true);
+              return { xhat: f.xhat.map((v) => v / scale), l0: f.l0 };
             },
           },
           signal: ctx.signal,
         });
       }
-      return { sae: ctx.job.id, hook, steps, last, eval: evaluation };
+      return { sae: ctx.job.id, hook, steps, last, eval: evaluation, activationScale: scale };
     } finally {
       trainer.release();
     }

@@ -52,6 +52,10 @@ export const FinetuneConfig = z.object({
     "the first positions of each sequence keep their clean activations and are left out of the " +
       "KL mean, in training and in the final CE-eval",
   ),
+  normalize_activations: z.enum(["none", "expected_average_only_in"]).default("none").describe(
+    "from scratch: train on s·x with E‖s·x‖² = d_in (s estimated on training text) and fold s " +
+      "into the saved weights, so the saved SAE reads raw activations (SAELens' option)",
+  ),
   shuffle_buffer_tokens: z.number().int().min(0).max(1 << 26).default(65_536).describe(
     "from scratch: the MSE phase trains on activations shuffled in a buffer of this many tokens " +
       "(0: in sequence order, as the fine-tune arms)",

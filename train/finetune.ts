@@ -68,6 +68,11 @@ export interface FinetuneOptions {
    * the spliced run and are left out of the KL mean, as in CE-eval.
    */
   skipFirstPositions?: number;
+  /**
+   * The SAE reads s·x (activation scaling, E‖s·x‖² = d_in): its x̂ is divided by s before the LM
+   * and the KL gradient reaching it is divided by s. MSE is measured in the scaled space.
+   */
+  activationScale?: number;
   metricsEvery?: number;
   checkpointEvery?: number;
   checkpointDir?: string;
@@ -142,6 +147,10 @@ export async function createLmStepSessions(
 export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
   const B = opts.batchSize, T = opts.seqLen, N = B * T;
   const skip = opts.skipFirstPositions ?? 0;
+  const scale = opts.activationScale ?? 1;
+  if (!(scale > 0 && Number.isFinite(scale))) {
+    throw new RangeError(`activationScale must be a positive number, got ${scale}`);
+  }
   if (!(Number.isInteger(skip) && skip >= 0 && skip < T)) {
     throw new RangeError(`skipFirstPositions must be an integer in [0, seq_len=${T}), got ${skip}`);
   }
@@ -191,14 +200,15 @@ export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
         );
       }
       const x = hookOut.data as Float32Array;
-      const fwd = await opts.sae.forward(x, N);
+      const fwd0 = await opts.sae.forward(scale === 1 ? x : x.map((v) => v * scale), N);
+      const fwd = scale === 1 ? fwd0 : { ...fwd0, xhat: fwd0.xhat.map((v) => v / scale) };
       // No target given: hold the L0 the SAE had before the fine-tune (its first batch's).
       if (!state.l1 && opts.l1?.controller && !opts.l1.target && step === 0) {
         state.l1 = createL1Controller(opts.l1.lambda, fwd.l0);
       }
       // What the LM reads: x̂, or y = x̂ + f(x̂) with a skip adapter.
       const y = ad?.skip ? ad.skip.forward(fwd.xhat, N) : fwd.xhat;
-      const mse = ad?.skip ? meanSquaredError(y, x) : fwd.mse;
+      const mse = ad?.skip ? meanSquaredError(y, x) : fwd0.mse;
       let kl: number | null = null, gKl: Float32Array | null = null;
       let klOut: Record<string, ort.Tensor> = {};
       if (lm.kl) {
@@ -234,7 +244,13 @@ export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
       const l1 = state.l1?.lambda ?? opts.l1?.lambda;
       const bw = ad
         ? adapterStep(ad, { y, x, gKl, wMse: w.mse, wKl: w.kl, klOut, lr })
-        : await opts.sae.backwardAndStep({ wMse: w.mse, gExt: gKl, wExt: w.kl, lr, l1 });
+        : await opts.sae.backwardAndStep({
+          wMse: w.mse,
+          gExt: gKl && scale !== 1 ? gKl.map((g) => g / scale) : gKl,
+          wExt: w.kl,
+          lr,
+          l1,
+        });
       assertFinite("gradient norm", [bw.gradNorm], step);
       if (state.l1) state.l1 = updateL1(state.l1, fwd.l0);
       tokensSince += N;

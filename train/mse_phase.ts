@@ -34,6 +34,8 @@ export interface MsePhaseOptions {
   stepTokens: number;
   /** Activations the buffer holds (rounded up to whole token batches). */
   bufferTokens: number;
+  /** The SAEs read s·x (activation scaling). */
+  activationScale?: number;
   steps: number;
   seed: number;
   schedule: Omit<LrSchedule, "totalSteps">;
@@ -108,6 +110,7 @@ export async function runMsePhase(opts: MsePhaseOptions) {
       .shuffle(Uint32Array.from({ length: capacity }, (_, i) => i));
   };
   const x = new Float32Array(N * d);
+  const scale = opts.activationScale ?? 1;
   let t0 = performance.now(), tokensSince = 0;
   try {
     if (start < opts.steps) await fillBuffer();
@@ -121,6 +124,7 @@ export async function runMsePhase(opts: MsePhaseOptions) {
         const row = order[state.served * N + r];
         x.set(buffer.subarray(row * d, row * d + d), r * d);
       }
+      if (scale !== 1) { for (let e = 0; e < x.length; e++) x[e] *= scale; }
       state.served++;
       const lr = lrAt(schedule, step);
       tokensSince += N;
