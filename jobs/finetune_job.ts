@@ -208,7 +208,11 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
             saes: [trainer],
             seqBatch: cfg.batch_size,
             stepTokens: cfg.batch_size * cfg.seq_len,
-            bufferTokens: cfg.shuffle_buffer_tokens,
+            // No larger than the phase: a short run should not collect tokens it never trains on.
+            bufferTokens: Math.min(
+              cfg.shuffle_buffer_tokens,
+              phase.steps * cfg.batch_size * cfg.seq_len,
+            ),
             seed: cfg.seed,
           })
           : await runFinetune({

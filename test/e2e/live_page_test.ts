@@ -65,14 +65,15 @@ Deno.test({
       // Points arrive while the job is still running, and keep arriving.
       const PTS = `Number(document.querySelector('.chart[data-metric="mse"] svg')` +
         `?.getAttribute("data-points"))`;
-      await page.waitForFunction(`${PTS} >= 2`);
+      // Generous limits: CI runs test files in parallel on two cores.
+      await page.waitForFunction(`${PTS} >= 2`, undefined, { timeout: 180_000 });
       const first = await points();
       assertStringIncludes((await state()) ?? "", "running");
-      await page.waitForFunction(`${PTS} > ${first}`);
+      await page.waitForFunction(`${PTS} > ${first}`, undefined, { timeout: 120_000 });
       await page.waitForFunction(
         `document.querySelector("#job-state")?.textContent === "succeeded"`,
         undefined,
-        { timeout: 120_000 },
+        { timeout: 300_000 },
       );
       assert((await points()) >= 80, `every step is on the chart (${await points()})`);
       // The KL chart has the fine-tune phase's points; the CE-eval table lists the run.
