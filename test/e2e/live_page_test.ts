@@ -3,9 +3,10 @@
 // succeeded with its CE-eval in the table, a failed job shows its error, and a screenshot is saved
 // under test/out/. CI installs chromium and sets SPLICE_REQUIRE_BROWSER=1, so there a missing
 // browser fails the test instead of skipping it.
-import { assert, assertStringIncludes } from "@std/assert";
+import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import { chromium } from "playwright-core";
 import { startTestService } from "../util/service.ts";
+import { TcpProxy } from "../util/tcp_proxy.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const haveBrowser = (() => {
@@ -19,6 +20,25 @@ if (!haveBrowser && Deno.env.get("SPLICE_REQUIRE_BROWSER")) {
   throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`);
 }
 
+// Flags from the machine notes: Chromium's background networking fails on a closed network.
+const launch = () =>
+  chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+
+const POINTS = `Number(document.querySelector('.chart[data-metric="mse"] svg')` +
+  `?.getAttribute("data-points"))`;
+
 Deno.test({
   name: "live page: a fine-tune's charts grow while it runs, then it succeeds; failures are shown",
   ignore: !haveBrowser,
@@ -27,19 +47,7 @@ Deno.test({
   fn: async () => {
     const svc = await startTestService({ jobs: ["finetune", "experiment"] });
     const { url, runner } = svc;
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    const browser = await launch();
     try {
       const res = await fetch(`${url}/finetunes`, {
         method: "POST",
@@ -63,8 +71,7 @@ Deno.test({
         page.$eval('.chart[data-metric="mse"] svg', (el) => Number(el.getAttribute("data-points")));
       const state = () => page.textContent("#job-state");
       // Points arrive while the job is still running, and keep arriving.
-      const PTS = `Number(document.querySelector('.chart[data-metric="mse"] svg')` +
-        `?.getAttribute("data-points"))`;
+      const PTS = POINTS;
       // Generous limits: CI runs test files in parallel on two cores.
       await page.waitForFunction(`${PTS} >= 2`, undefined, { timeout: 180_000 });
       const first = await points();
@@ -129,6 +136,63 @@ Deno.test({
       });
     } finally {
       await browser.close();
+      await svc.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "live page: a dropped stream is reported, reconnects with Last-Event-ID, and misses no step",
+  ignore: !haveBrowser,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const svc = await startTestService({ jobs: ["finetune"] });
+    // The page talks to the service through a proxy the test can cut, as a restart would.
+    const proxy = new TcpProxy(Number(new URL(svc.url).port));
+    const browser = await launch();
+    try {
+      const steps = 120;
+      const job = await (await fetch(`${svc.url}/finetunes`, {
+        method: "POST",
+        body: JSON.stringify({
+          kind: "mse",
+          tokens: steps * 2 * 16,
+          batch_size: 2,
+          seq_len: 16,
+          init: { kind: "topk", d_sae: 256, k: 8 },
+          metrics_every: 1,
+          eval_sequences: 2,
+        }),
+      })).json();
+      const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+      await page.goto(proxy.url);
+      await page.click(`#jobs li[data-id="${job.id}"]`);
+      await page.waitForFunction(`${POINTS} >= 3`, undefined, { timeout: 180_000 });
+      proxy.drop();
+      await page.waitForFunction(
+        `document.querySelector("#stream-alert")?.textContent?.includes("Live updates lost")`,
+        undefined,
+        { timeout: 60_000 },
+      );
+      await new Promise((r) => setTimeout(r, 1500));
+      proxy.resume();
+      await page.waitForFunction(
+        `document.querySelector("#job-state")?.textContent === "succeeded"`,
+        undefined,
+        { timeout: 300_000 },
+      );
+      // Every step's metrics exactly once: the history after the last seen id filled the gap.
+      const pts = await page.$eval(
+        '.chart[data-metric="mse"] svg',
+        (el) => Number(el.getAttribute("data-points")),
+      );
+      assertEquals(pts, steps);
+      assertEquals(((await page.textContent("#stream-alert")) ?? "").trim(), "", "banner cleared");
+    } finally {
+      await browser.close();
+      proxy.drop();
       await svc.close();
     }
   },
