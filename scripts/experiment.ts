@@ -3,7 +3,8 @@
 // two-stage KL+MSE → linear skip, LM-LoRA after the hook} on identical data; or, with --sweep,
 // a two-arm batch-size sweep of KL+MSE (App. F). Prints the table, writes DIR/experiment.json and
 // the SVG plots under DIR.
-//   deno task experiment [--out DIR] [--tokens N] [--sweep]
+//   deno task experiment [--out DIR] [--tokens N] [--sweep] [--adapters] [--adapter-lr X]
+// --adapters: only the MSE control and the adapter arms (e.g. to try another --adapter-lr).
 import { parseArgs } from "node:util";
 import { api, followEvents, ROOT, startService } from "./_client.ts";
 
@@ -13,6 +14,8 @@ const { values: a } = parseArgs({
     out: { type: "string" },
     tokens: { type: "string" },
     sweep: { type: "boolean" },
+    "adapter-lr": { type: "string" },
+    adapters: { type: "boolean" },
     "eval-sequences": { type: "string" },
   },
 });
@@ -32,6 +35,11 @@ const body = a.sweep
   ? {
     name: "batch-size sweep (App. F)",
     sweep: { parameter: "batch_size", values: [4, 16], arm: { type: "kl_mse" } },
+  }
+  : a.adapters
+  ? {
+    name: "adapters (App. C–D)",
+    arms: PAPER_ARMS.filter((x) => !["kl_mse", "two_stage"].includes(x.type)),
   }
   : { name: "adapters and ablations (App. B–D)", arms: PAPER_ARMS };
 
@@ -53,6 +61,7 @@ try {
       sae,
       tokens,
       lr: 2e-4,
+      ...(a["adapter-lr"] ? { adapter_lr: Number(a["adapter-lr"]) } : {}),
       eval_sequences: Number(a["eval-sequences"] ?? 64),
     }),
   });
