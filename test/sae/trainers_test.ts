@@ -39,56 +39,64 @@ const to64 = (s: Sae, k: number): Sae64 => ({
   b_dec: Float64Array.from(s.weights.b_dec),
 });
 
+const NAMES = ["W_enc", "b_enc", "W_dec", "b_dec"] as const;
+
+/**
+ * Three steps of `trainer` against referenceStep on fresh batches (with an external ∂KL/∂x̂ term):
+ * x̂, MSE, L0, every gradient (poisoned before) and the weights after the three AdamW steps.
+ */
+async function checkThreeSteps(
+  trainer: DenseGpuTrainer | TopKGpuTrainer,
+  ref: Sae64,
+  rng: ReturnType<typeof freshRng>,
+  n: number,
+  o: { clip: number; l1?: number },
+): Promise<void> {
+  const gpu = await testGpu();
+  const d = ref.dIn, adam = { m: {}, v: {}, t: 0 }, none = new Float64Array(0);
+  for (let step = 0; step < 3; step++) {
+    const x = rng.normals(n * d), g = rng.normals(n * d, 0.01);
+    const fwd = await trainer.forward(x, n);
+    const r = referenceStep(ref, adam, Float64Array.from(x), none, none, n, 0, {
+      objective: "mse",
+      lr: 1e-3,
+      weightDecay: 0.01,
+      clip: o.clip,
+      l1: o.l1,
+      extraGrad: { g: Float64Array.from(g), wMse: 0.5, wExt: 0.7 },
+    });
+    assertLess(relError(fwd.xhat, r.xhat), 1e-5, `x̂ at step ${step}`);
+    assertLess(Math.abs(fwd.mse - r.mse) / r.mse, 1e-5);
+    let l0 = 0;
+    for (const h of r.h) if (h > 0) l0++;
+    assertLess(Math.abs(fwd.l0 - l0 / n), 1e-9);
+    poisonAll(gpu.device, trainer.grads);
+    const bw = await trainer.backwardAndStep({ wMse: 0.5, gExt: g, wExt: 0.7, lr: 1e-3, l1: o.l1 });
+    assertLess(Math.abs(bw.gradNorm - r.gradNorm) / r.gradNorm, 1e-4, "gradient norm");
+    for (const name of NAMES) {
+      const got = await readF32(gpu.device, trainer.grads[name], ref[name].length);
+      assertLess(relError(got, r.grads[name]), 1e-4, `∂${name} at step ${step}`);
+    }
+  }
+  const after = await trainer.toSae();
+  for (const name of NAMES) {
+    assertLess(relError(after.weights[name], ref[name]), 1e-5, `${name} after 3 steps`);
+  }
+}
+
 for (const Trainer of [DenseGpuTrainer, TopKGpuTrainer]) {
   Deno.test(`${Trainer.name}, TopK: gradients and three AdamW steps match the float64 reference`, async () => {
     const gpu = await testGpu();
     const rng = freshRng("dense-topk");
     const d = 13 + rng.int(8), m = 37 + rng.int(30), k = 3 + rng.int(4), n = 19 + rng.int(20);
     const sae = randomSae(rng, "topk", d, m, k);
-    const ref = to64(sae, k);
-    const adam = { m: {}, v: {}, t: 0 };
     const trainer = new Trainer(gpu, sae, {
       weightDecay: 0.01,
       gradClip: 0.5,
       decoderConstraint: false,
     });
     try {
-      for (let step = 0; step < 3; step++) {
-        const x = rng.normals(n * d), g = rng.normals(n * d, 0.01);
-        const fwd = await trainer.forward(x, n);
-        const r = referenceStep(
-          ref,
-          adam,
-          Float64Array.from(x),
-          new Float64Array(0),
-          new Float64Array(0),
-          n,
-          0,
-          {
-            objective: "mse",
-            lr: 1e-3,
-            weightDecay: 0.01,
-            clip: 0.5,
-            extraGrad: { g: Float64Array.from(g), wMse: 0.5, wExt: 0.7 },
-          },
-        );
-        assertLess(relError(fwd.xhat, r.xhat), 1e-5, `x̂ at step ${step}`);
-        assertLess(Math.abs(fwd.mse - r.mse) / r.mse, 1e-5);
-        let l0 = 0;
-        for (const h of r.h) if (h > 0) l0++;
-        assertLess(Math.abs(fwd.l0 - l0 / n), 1e-9);
-        poisonAll(gpu.device, trainer.grads);
-        const bw = await trainer.backwardAndStep({ wMse: 0.5, gExt: g, wExt: 0.7, lr: 1e-3 });
-        assertLess(Math.abs(bw.gradNorm - r.gradNorm) / r.gradNorm, 1e-4, "gradient norm");
-        for (const name of ["W_enc", "b_enc", "W_dec", "b_dec"] as const) {
-          const got = await readF32(gpu.device, trainer.grads[name], ref[name].length);
-          assertLess(relError(got, r.grads[name]), 1e-4, `∂${name} at step ${step}`);
-        }
-      }
-      const after = await trainer.toSae();
-      for (const name of ["W_enc", "b_enc", "W_dec", "b_dec"] as const) {
-        assertLess(relError(after.weights[name], ref[name]), 1e-5, `${name} after 3 steps`);
-      }
+      await checkThreeSteps(trainer, to64(sae, k), rng, n, { clip: 0.5 });
     } finally {
       trainer.release();
     }
@@ -152,53 +160,16 @@ Deno.test("DenseGpuTrainer, ReLU + L1: gradients and three AdamW steps match the
   const rng = freshRng("dense-relu-steps");
   const d = 9 + rng.int(8), m = 23 + rng.int(20), n = 11 + rng.int(10), lambda = 0.2;
   const sae = randomSae(rng, "relu", d, m, 0);
-  const ref = { ...to64(sae, 0), kind: "relu" as const };
-  const adam = { m: {}, v: {}, t: 0 };
   const trainer = new DenseGpuTrainer(gpu, sae, {
     weightDecay: 0.01,
     gradClip: 0.8,
     decoderConstraint: false,
   });
   try {
-    for (let step = 0; step < 3; step++) {
-      const x = rng.normals(n * d), g = rng.normals(n * d, 0.01);
-      const fwd = await trainer.forward(x, n);
-      const r = referenceStep(
-        ref,
-        adam,
-        Float64Array.from(x),
-        new Float64Array(0),
-        new Float64Array(0),
-        n,
-        0,
-        {
-          objective: "mse",
-          lr: 1e-3,
-          weightDecay: 0.01,
-          clip: 0.8,
-          l1: lambda,
-          extraGrad: { g: Float64Array.from(g), wMse: 0.5, wExt: 0.7 },
-        },
-      );
-      assertLess(relError(fwd.xhat, r.xhat), 1e-5, `x̂ at step ${step}`);
-      poisonAll(gpu.device, trainer.grads);
-      const bw = await trainer.backwardAndStep({
-        wMse: 0.5,
-        gExt: g,
-        wExt: 0.7,
-        lr: 1e-3,
-        l1: lambda,
-      });
-      assertLess(Math.abs(bw.gradNorm - r.gradNorm) / r.gradNorm, 1e-4, "gradient norm");
-      for (const name of ["W_enc", "b_enc", "W_dec", "b_dec"] as const) {
-        const got = await readF32(gpu.device, trainer.grads[name], ref[name].length);
-        assertLess(relError(got, r.grads[name]), 1e-4, `∂${name} at step ${step}`);
-      }
-    }
-    const after = await trainer.toSae();
-    for (const name of ["W_enc", "b_enc", "W_dec", "b_dec"] as const) {
-      assertLess(relError(after.weights[name], ref[name]), 1e-5, `${name} after 3 steps`);
-    }
+    await checkThreeSteps(trainer, { ...to64(sae, 0), kind: "relu" }, rng, n, {
+      clip: 0.8,
+      l1: lambda,
+    });
   } finally {
     trainer.release();
   }
