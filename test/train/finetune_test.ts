@@ -11,19 +11,24 @@ import { ReferenceTrainer } from "../util/reference_trainer.ts";
 
 const V = 11, d = 6, m = 10, k = 3, B = 2, T = 5;
 
+/** An "LM" whose hook is the token embedding and whose logits are one linear map of it. */
+function tinyLinearLm(rng: ReturnType<typeof freshRng>) {
+  const E = rng.normals(V * d), U = rng.normals(d * V, 0.7);
+  const g = new GraphBuilder(DataType.FLOAT);
+  const ids = g.input("input_ids", ["batch", "seq"], DataType.INT64);
+  const resid = g.rename(g.node("Gather", [g.init("E", [V, d], E), ids]), "resid");
+  g.rename(g.node("MatMul", [resid, g.init("U", [d, V], U)]), "logits");
+  g.output("logits", ["batch", "seq", V]);
+  return { E, U, model: g.build() };
+}
+
 Deno.test({
   name: "one kl_mse step of the loop equals the float64 Eq. 8–9 reference (tiny linear LM)",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
     const rng = freshRng("finetune-step");
-    const E = rng.normals(V * d), U = rng.normals(d * V, 0.7);
-    const g = new GraphBuilder(DataType.FLOAT);
-    const ids = g.input("input_ids", ["batch", "seq"], DataType.INT64);
-    const resid = g.rename(g.node("Gather", [g.init("E", [V, d], E), ids]), "resid");
-    g.rename(g.node("MatMul", [resid, g.init("U", [d, V], U)]), "logits");
-    g.output("logits", ["batch", "seq", V]);
-    const model = g.build();
+    const { E, U, model } = tinyLinearLm(rng);
 
     const sae64 = (): Sae64 => {
       return {
@@ -94,13 +99,7 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     const rng = freshRng("finetune-skip");
-    const E = rng.normals(V * d), U = rng.normals(d * V, 0.7);
-    const g = new GraphBuilder(DataType.FLOAT);
-    const ids = g.input("input_ids", ["batch", "seq"], DataType.INT64);
-    const resid = g.rename(g.node("Gather", [g.init("E", [V, d], E), ids]), "resid");
-    g.rename(g.node("MatMul", [resid, g.init("U", [d, V], U)]), "logits");
-    g.output("logits", ["batch", "seq", V]);
-    const model = g.build();
+    const { E, U, model } = tinyLinearLm(rng);
     const tokens = BigInt64Array.from({ length: B * T }, () => BigInt(rng.int(V)));
     const noise = rng.normals(B * T * d, 0.3);
     // A stand-in SAE: x̂ = x + fixed noise; it records the KL gradient it is handed.
