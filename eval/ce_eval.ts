@@ -69,6 +69,8 @@ export interface CeEvalResult {
 export interface EvalSessions {
   tap: LmSession;
   suffix: LmSession;
+  /** Where the hook activations come from when not the tap (an LM adapted before the hook). */
+  prefix?: LmSession;
   hookName: string;
   release(): Promise<void>;
 }
@@ -80,19 +82,26 @@ export async function createEvalSessions(
   device?: GPUDevice,
   /** The LM after the hook when it is not `model`'s own (an LM adapted by LoRA). */
   suffixModel: ModelProto = model,
+  /** The LM up to the hook when the spliced run's differs from `model` (LoRA before the hook). */
+  prefixModel?: ModelProto,
 ): Promise<EvalSessions> {
   const tap = await createSession(encodeModel(tapModel(model, hook)), { ep, device });
   const suffix = await createSession(encodeModel(suffixWithLosses(suffixModel, hook)), {
     ep,
     device,
   });
+  const prefix = prefixModel
+    ? await createSession(encodeModel(prefixModel), { ep, device })
+    : undefined;
   return {
     tap,
     suffix,
+    prefix,
     hookName: hook,
     release: async () => {
       await tap.release();
       await suffix.release();
+      await prefix?.release();
     },
   };
 }
@@ -153,7 +162,13 @@ export async function ceEval(opts: CeEvalOptions, sessions?: EvalSessions): Prom
           `the SAE reads ${opts.sae.dIn}-wide activations but hook "${opts.hook}" is ${d} wide`,
         );
       }
-      const x = Float32Array.from(hookOut.data as Float32Array);
+      const x = Float32Array.from(
+        (sessions.prefix
+          ? (await sessions.prefix.run({ [sessions.prefix.inputNames[0]]: idsT }))[
+            sessions.prefix.outputNames[0]
+          ]
+          : hookOut).data as Float32Array,
+      );
       // Positions left out keep their original activations in every spliced run.
       const keep = new Uint8Array(B * T);
       for (let b = 0; b < B; b++) {

@@ -6,7 +6,7 @@
 // residual e = x − x̂ (detached) is reconstructed from the top-k_aux pre-activations of the dead
 // latents, ê = Σ relu(pre_j)·W_dec,j, and coef·‖ê − e‖² / Σ‖e − ē‖² joins the loss, so dead
 // latents get gradient toward what the live ones miss.
-import { createBuffer, readF32, write } from "../gpu/buffers.ts";
+import { createBuffer, readF32, readU32, write } from "../gpu/buffers.ts";
 import { Matmul } from "../gpu/matmul.ts";
 import { grid1d, loadShader, pipelineCache } from "../gpu/pipelines.ts";
 import { TopK, TOPK_MAX_K } from "../gpu/topk.ts";
@@ -406,6 +406,33 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
       this.#sparseGrads(pass, n, ka, a.idx, a.val, a.dval, a.list, a.de, b.xc, true);
     });
     return this.auxCoef * se / total;
+  }
+
+  /**
+   * ∂⟨g, x̂⟩/∂x for the last forward's x (the SAE held fixed): Σ over each token's active latents
+   * of [h > 0]·(g·W_dec,j)·W_enc[:, j]. On the host: it costs N·K·d, and adapters before the hook
+   * (LoRA on the LM's prefix) read it there.
+   */
+  async inputGradient(g: Float32Array): Promise<Float32Array> {
+    const b = this.#batch;
+    if (!b) throw new Error("inputGradient before forward");
+    const n = b.n, d = this.dIn, m = this.dSae, k = this.k;
+    if (g.length !== n * d) throw new RangeError(`inputGradient: g has ${g.length}, not ${n * d}`);
+    const idx = await readU32(this.device, b.idx, n * k),
+      val = await readF32(this.device, b.val, n * k);
+    const Wenc = await readF32(this.device, this.params.W_enc, d * m);
+    const Wdec = await readF32(this.device, this.params.W_dec, m * d);
+    const out = new Float32Array(n * d);
+    for (let t = 0; t < n; t++) {
+      for (let s = 0; s < k; s++) {
+        if (!(val[t * k + s] > 0)) continue;
+        const j = idx[t * k + s];
+        let dv = 0;
+        for (let i = 0; i < d; i++) dv += g[t * d + i] * Wdec[j * d + i];
+        for (let i = 0; i < d; i++) out[t * d + i] += dv * Wenc[i * m + j];
+      }
+    }
+    return out;
   }
 
   override release(): void {

@@ -5,6 +5,7 @@
 import type { GpuContext } from "../gpu/device.ts";
 import { ceEval, type CeEvalResult, createEvalSessions } from "../eval/ce_eval.ts";
 import type { ModelProto } from "../lm/onnx.ts";
+import { prefix } from "../lm/surgery.ts";
 import type { ExecutionProvider } from "../lm/session.ts";
 import type { GpuSaeTrainer } from "../sae/gpu_trainer.ts";
 import { createSaeTrainer } from "../sae/trainers.ts";
@@ -142,7 +143,7 @@ export async function runArm(arm: ArmSpec & { name: string }, ctx: ArmContext): 
       lmLora = new LmLora(model, hook, {
         rank: arm.rank,
         alpha: arm.alpha,
-        layers: "after_hook",
+        layers: arm.layers,
         saeKind: sae.cfg.kind,
         seed: cfg.seed,
       });
@@ -157,12 +158,14 @@ export async function runArm(arm: ArmSpec & { name: string }, ctx: ArmContext): 
 
   const curveBatches = ctx.evalBatches(cfg.curve_sequences, batch);
   const evaluate = async (batches: BigInt64Array[]) => {
+    const baked = lmLora ? (lmLora as LmLora).bakedModel() : model;
     const sessions = await createEvalSessions(
       model,
       hook,
       ep,
       device,
-      lmLora ? (lmLora as LmLora).bakedModel() : model,
+      baked,
+      lmLora && (lmLora as LmLora).hasPrefix ? prefix(baked, hook) : undefined,
     );
     try {
       return await ceEval({

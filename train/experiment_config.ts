@@ -29,6 +29,10 @@ export const ArmSpec = z.object({
   batch_size: z.number().int().min(1).max(4096).optional(),
   tokens: z.number().int().min(1).optional(),
   k: z.number().int().min(1).max(256).optional().describe("TopK SAEs: k used by this arm"),
+  layers: z.enum(["after_hook", "all"]).default("after_hook").describe(
+    "lm_lora: adapt the blocks after the hook, or all blocks (TopK SAEs; refused for ReLU and " +
+      "JumpReLU, where adapters before the hook can lower the loss by changing sparsity)",
+  ),
 }).strict();
 export type ArmSpec = z.infer<typeof ArmSpec>;
 

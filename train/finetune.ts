@@ -38,6 +38,10 @@ export interface SaeTrainer {
   backwardAndStep(
     opts: { wMse: number; gExt: Float32Array | null; wExt: number; lr: number; l1?: number },
   ): Promise<{ gradNorm: number; aux: number; dead: number }>;
+  /**
+   * ∂⟨g, x̂⟩/∂x for the last forward's input (adapters before the hook need it); optional.
+   */
+  inputGradient?(g: Float32Array): Promise<Float32Array>;
   /** Weights and optimizer state, for checkpoints. */
   state(): Promise<Map<string, { data: Float32Array; shape: number[] }>>;
   restore(state: Map<string, { data: Float32Array; shape: number[] }>): Promise<void>;
@@ -167,6 +171,24 @@ export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
     opts.device,
     ad?.lm?.klStepModel(),
   );
+  const pre = ad?.lm?.hasPrefix
+    ? {
+      fwd: await createSession(encodeModel(ad.lm.prefixModel()), {
+        ep: opts.ep,
+        device: opts.device,
+      }),
+      grad: await createSession(encodeModel(ad.lm.prefixGradModel()), {
+        ep: opts.ep,
+        device: opts.device,
+      }),
+    }
+    : null;
+  if (pre && !opts.sae.inputGradient) {
+    throw new Error(
+      "LoRA on LM layers before the hook needs the gradient to the SAE's input, which this SAE " +
+        "trainer does not give (the TopK trainer does)",
+    );
+  }
   let start = 0;
   let state: LoopState = {
     cursor: opts.data.cursor,
@@ -199,7 +221,11 @@ export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
           `the SAE reads ${opts.sae.dIn}-wide activations but hook "${opts.hook}" is ${d} wide`,
         );
       }
-      const x = hookOut.data as Float32Array;
+      // With LoRA before the hook, the SAE reads the adapted prefix's activations.
+      const x = pre
+        ? (await pre.fwd.run(loraFeeds(pre.fwd, ad!.lm!, idsT)))[pre.fwd.outputNames[0]]
+          .data as Float32Array
+        : hookOut.data as Float32Array;
       const fwd0 = await opts.sae.forward(scale === 1 ? x : x.map((v) => v * scale), N);
       const fwd = scale === 1 ? fwd0 : { ...fwd0, xhat: fwd0.xhat.map((v) => v / scale) };
       // No target given: hold the L0 the SAE had before the fine-tune (its first batch's).
@@ -210,13 +236,15 @@ export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
       const y = ad?.skip ? ad.skip.forward(fwd.xhat, N) : fwd.xhat;
       const mse = ad?.skip ? meanSquaredError(y, x) : fwd0.mse;
       let kl: number | null = null, gKl: Float32Array | null = null;
+      // ∂KL/∂ the skipped positions' clean activations (they reach the LM unspliced).
+      let gKlClean: Float32Array | null = null;
       let klOut: Record<string, ort.Tensor> = {};
       if (lm.kl) {
         const feeds: Record<string, ort.Tensor> = {
           hook: new ort.Tensor("float32", skip ? keepClean(y, x, B, T, d, skip) : y, [B, T, d]),
           logprobs_clean: tapOut["logprobs_clean"],
           labels: idsT,
-          ...ad?.lm?.feeds(),
+          ...ad?.lm?.feeds(lm.kl.inputNames),
         };
         for (const n of lm.kl.inputNames) if (!(n in feeds)) feeds[n] = idsT;
         klOut = await lm.kl.run(feeds);
@@ -224,14 +252,15 @@ export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
         gKl = klOut["grad_kl_hook"].data as Float32Array;
         if (skip) {
           // The graph's mean is over all T positions, the skipped ones contributing 0.
-          const scale = T / (T - skip);
-          kl *= scale;
-          gKl = gKl.map((g, e) => (Math.floor(e / d) % T < skip ? 0 : g * scale));
+          const rescale = T / (T - skip);
+          kl *= rescale;
+          gKlClean = gKl.map((g, e) => (Math.floor(e / d) % T < skip ? g * rescale : 0));
+          gKl = gKl.map((g, e) => (Math.floor(e / d) % T < skip ? 0 : g * rescale));
           for (const name of Object.keys(klOut)) {
             if (name.startsWith("grad_") && name !== "grad_kl_hook") {
               klOut[name] = new ort.Tensor(
                 "float32",
-                (klOut[name].data as Float32Array).map((g) => g * scale),
+                (klOut[name].data as Float32Array).map((g) => g * rescale),
                 klOut[name].dims,
               );
             }
@@ -242,6 +271,16 @@ export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
       assertFinite("loss", [w.loss], step);
       const lr = lrAt(schedule, step);
       const l1 = state.l1?.lambda ?? opts.l1?.lambda;
+      if (pre && gKl) {
+        // Chain rule to the adapters before the hook: back through the frozen SAE (and, at
+        // skipped positions, straight to the clean activations), then through the prefix.
+        const gx = await opts.sae.inputGradient!(gKl.map((g) => g * w.kl / scale));
+        for (let e = 0; e < gx.length; e++) gx[e] = gx[e] * scale + (gKlClean?.[e] ?? 0) * w.kl;
+        const feeds = loraFeeds(pre.grad, ad!.lm!, idsT);
+        feeds["upstream"] = new ort.Tensor("float32", gx, [B, T, d]);
+        const out = await pre.grad.run(feeds);
+        for (const name of ad!.lm!.prefixNames) klOut[`grad_${name}`] = out[`grad_${name}`];
+      }
       const bw = ad
         ? adapterStep(ad, { y, x, gKl, wMse: w.mse, wKl: w.kl, klOut, lr })
         : await opts.sae.backwardAndStep({
@@ -291,6 +330,8 @@ export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
     }
   } finally {
     if (own) await lm.release();
+    await pre?.fwd.release();
+    await pre?.grad.release();
   }
   return { steps: opts.steps, resumedFrom: start, last };
 }
@@ -321,7 +362,11 @@ function adapterStep(
     const dy = o.y.map((v, e) => c * (v - o.x[e]) + (o.gKl ? o.wKl * o.gKl[e] : 0));
     grads = ad.skip.backward(dy).grads;
   }
-  if (ad.lm) grads = { ...grads, ...ad.lm.gradsFrom(o.klOut, o.wKl) };
+  if (ad.lm) {
+    grads = { ...grads, ...ad.lm.gradsFrom(o.klOut, o.wKl) };
+    // The prefix adapters' gradients arrive already weighted (the chain rule ran through wKl).
+    grads = { ...grads, ...ad.lm.gradsFrom(o.klOut, 1, ad.lm.prefixNames) };
+  }
   const gradNorm = ad.optimizer.step(grads, o.lr);
   return { gradNorm, aux: 0, dead: 0 };
 }
@@ -368,4 +413,15 @@ function keepClean(
   const out = y.slice();
   for (let b = 0; b < B; b++) out.set(x.subarray(b * T * d, (b * T + skip) * d), b * T * d);
   return out;
+}
+
+/** Feeds of a session that reads token ids and LoRA adapter tensors. */
+function loraFeeds(
+  session: LmSession,
+  lora: LmLora,
+  idsT: ort.Tensor,
+): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = lora.feeds(session.inputNames);
+  for (const n of session.inputNames) if (!(n in feeds)) feeds[n] = idsT;
+  return feeds;
 }

@@ -46,7 +46,11 @@ Deno.test({
 
       const res = await post({
         sae: "sae0",
-        arms: [{ type: "mse" }, { type: "linear_skip", rank: 2 }],
+        arms: [
+          { type: "mse" },
+          { type: "linear_skip", rank: 2 },
+          { type: "lm_lora", rank: 2, layers: "all" },
+        ],
         tokens: 3 * 2 * 16,
         batch_size: 2,
         seq_len: 16,
@@ -61,7 +65,14 @@ Deno.test({
       assertEquals(all.at(-1)!.data, { state: "succeeded" }, JSON.stringify(all.slice(-3)));
       const got = await (await fetch(`${url}/experiments/${exp.id}`)).json();
       assertEquals(got.state, "succeeded");
-      assertEquals(got.table.map((r: { arm: string }) => r.arm), ["mse", "linear_skip r=2"]);
+      assertEquals(got.table.map((r: { arm: string }) => r.arm), [
+        "mse",
+        "linear_skip r=2",
+        "lm_lora r=2",
+      ]);
+      // LoRA on every block, the ones before the hook trained through the SAE: it ran and moved.
+      const lm = got.arms[2];
+      assert(Number.isFinite(lm.final.ceGap) && lm.curve[1][1] !== lm.curve[0][1], "lm_lora moved");
       assertEquals(got.table[0].ceGapReduction, 0);
       assert(Number.isFinite(got.table[1].ceGap) && Number.isFinite(got.table[1].ceGapReduction));
       const mse = got.arms[0];

@@ -245,3 +245,37 @@ Deno.test("sparse TopK trainer: a batch encoded in chunks of rows equals the one
   assertEquals(chunked.aux, whole.aux);
   for (const name of NAMES) assertEquals(chunked.sae.weights[name], whole.sae.weights[name], name);
 });
+
+Deno.test("sparse TopK trainer: the gradient to its input matches finite differences", async () => {
+  const gpu = await testGpu();
+  const rng = freshRng("topk-input-grad");
+  const d = 7, m = 15, k = 4, n = 6;
+  const s = sae(rng, d, m, k);
+  const x = rng.normals(n * d), g = rng.normals(n * d);
+  const w = Object.fromEntries(NAMES.map((k2) => [k2, Float64Array.from(s.weights[k2])]));
+  const x64 = Float64Array.from(x);
+  const loss = () => {
+    let total = 0;
+    for (let t = 0; t < n; t++) {
+      const pre = Float64Array.from({ length: m }, (_, j) => {
+        let v = w.b_enc[j];
+        for (let i = 0; i < d; i++) v += (x64[t * d + i] - w.b_dec[i]) * w.W_enc[i * m + j];
+        return v;
+      });
+      const top = [...pre.keys()].sort((p, q) => pre[q] - pre[p] || p - q).slice(0, k);
+      for (let i = 0; i < d; i++) {
+        let v = w.b_dec[i];
+        for (const j of top) v += Math.max(pre[j], 0) * w.W_dec[j * d + i];
+        total += g[t * d + i] * v;
+      }
+    }
+    return total;
+  };
+  const t = new TopKGpuTrainer(gpu, s, OPTS);
+  try {
+    await t.forward(x, n);
+    assertLess(relError(await t.inputGradient(g), centralDifferences(x64, loss)), 1e-4);
+  } finally {
+    t.release();
+  }
+});

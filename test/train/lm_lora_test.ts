@@ -4,7 +4,14 @@
 import { assert, assertEquals, assertLess, assertThrows } from "@std/assert";
 import { DataType, decodeModel, encodeModel } from "../../lm/onnx.ts";
 import { createSession, ort } from "../../lm/session.ts";
-import { klStepModel, suffixWithLosses } from "../../lm/splice_grad.ts";
+import { klStepModel, suffixWithLosses, tapModel } from "../../lm/splice_grad.ts";
+import { initSae } from "../../sae/init.ts";
+import { TopKGpuTrainer } from "../../sae/topk_trainer.ts";
+import { HostAdamW } from "../../train/adapters/host_adamw.ts";
+import { runFinetune } from "../../train/finetune.ts";
+import { testGpu } from "../util/gpu.ts";
+import { prefix } from "../../lm/surgery.ts";
+import { makeNode } from "../../lm/graph.ts";
 import { LmLora, LmLoraError } from "../../train/adapters/lm_lora.ts";
 import { type Feeds, finiteDifferenceError } from "../util/gradcheck.ts";
 import { runReference } from "../util/onnx_interp.ts";
@@ -123,4 +130,174 @@ Deno.test("LM LoRA before the hook is refused, with the reason for ReLU SAEs", (
     LmLoraError,
     "last block",
   );
+});
+
+Deno.test({
+  name:
+    "LM LoRA on all blocks: the adapted prefix equals the original at step 0; its gradient graph matches float64 FD",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const rng = freshRng("lm-lora-prefix");
+    const lora = new LmLora(model, HOOK, { rank: 2, alpha: 4, layers: "all", saeKind: "topk" });
+    assertEquals(lora.prefixNames.length, 16, "blocks 0 and 1: 4 MatMuls × (A, B)");
+    assertEquals(lora.suffixNames.length, 16);
+    const labels = BigInt64Array.from({ length: B * T }, () => BigInt(rng.int(V)));
+    const ids = new ort.Tensor("int64", labels, [B, T]);
+    const plain = await createSession(encodeModel(prefix(model, HOOK)), { ep: "wasm" });
+    const adapted = await createSession(encodeModel(lora.prefixModel()), { ep: "wasm" });
+    try {
+      const a = await plain.run({ [plain.inputNames[0]]: ids });
+      const feeds = { ...lora.feeds(adapted.inputNames), [adapted.inputNames[0]]: ids };
+      for (const n of adapted.inputNames) if (!(n in feeds)) feeds[n] = ids;
+      const b = await adapted.run(feeds);
+      assertEquals(b[adapted.outputNames[0]].data, a[plain.outputNames[0]].data);
+    } finally {
+      await plain.release();
+      await adapted.release();
+    }
+    for (const v of Object.values(lora.params)) v.set(rng.normals(v.length, 0.05));
+    const feeds: Feeds = {
+      upstream: { dtype: DataType.FLOAT, dims: [B, T, D], data: rng.normals64(B * T * D) },
+    };
+    const pm = lora.prefixModel();
+    const idsName = pm.graph!.input!.find((i) => !(i.name! in lora.params))!.name!;
+    feeds[idsName] = {
+      dtype: DataType.INT64,
+      dims: [B, T],
+      data: Float64Array.from(labels, Number),
+    };
+    for (const [name, t] of Object.entries(lora.feeds(lora.prefixNames))) {
+      feeds[name] = {
+        dtype: DataType.FLOAT,
+        dims: t.dims as number[],
+        data: Float64Array.from(t.data as Float32Array),
+      };
+    }
+    const checked = [lora.prefixNames[0], lora.prefixNames[1], lora.prefixNames.at(-1)!];
+    const grads = runReference(lora.prefixGradModel(), feeds, checked.map((n) => `grad_${n}`));
+    // The loss the gradient graph differentiates: ⟨prefix(ids), upstream⟩.
+    for (const name of checked) {
+      const { err, fdNorm } = finiteDifferenceError(
+        lossOnly(lora),
+        "lora/dot",
+        feeds,
+        name,
+        grads[`grad_${name}`].data!,
+        rng,
+        { samples: 6 },
+      );
+      assert(fdNorm > 1e-8, `${name}: finite differences are ~0`);
+      assert(err <= 1e-6, `${name}: scaled error ${err}`);
+    }
+  },
+});
+
+/** The prefix with the ⟨hook, upstream⟩ head and no gradient part, for finite differences. */
+function lossOnly(lora: LmLora) {
+  const m = lora.prefixModel();
+  const g = m.graph!;
+  const out = g.output![0];
+  g.input = [...(g.input ?? []), { ...out, name: "upstream" }];
+  g.node = [
+    ...(g.node ?? []),
+    makeNode("Mul", [out.name!, "upstream"], ["lora/prod"], {}, "lora/Mul"),
+    makeNode("ReduceSum", ["lora/prod"], ["lora/dot"], { keepdims: 0 }, "lora/ReduceSum"),
+  ];
+  g.output = [{ name: "lora/dot", type: { tensorType: { elemType: 1, shape: { dim: [] } } } }];
+  return m;
+}
+
+Deno.test({
+  name:
+    "LM LoRA on all blocks: the loop's gradient for an adapter before the hook matches finite differences of the spliced KL",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const rng = freshRng("lm-lora-chain");
+    const gpu = await testGpu();
+    const Bc = 2, Tc = 16;
+    const lora = new LmLora(model, HOOK, { rank: 2, alpha: 4, layers: "all", saeKind: "topk" });
+    for (const v of Object.values(lora.params)) v.set(rng.normals(v.length, 0.05));
+    const sae = initSae({ kind: "topk", dIn: D, dSae: 256, k: 16 }, { seed: 4 });
+    const ids = BigInt64Array.from({ length: Bc * Tc }, () => BigInt(rng.int(V)));
+    const trainer = new TopKGpuTrainer(gpu, sae, {
+      weightDecay: 0,
+      gradClip: 1e9,
+      decoderConstraint: false,
+      auxK: 0,
+    });
+    let captured: Record<string, Float32Array> = {};
+    class Capture extends HostAdamW {
+      override step(g: Record<string, Float32Array>, lr: number) {
+        captured = g;
+        return super.step(g, lr);
+      }
+    }
+    try {
+      await runFinetune({
+        objective: "kl_only",
+        model,
+        hook: HOOK,
+        ep: "wasm",
+        sae: trainer,
+        data: { next: () => ids, cursor: 0, seek: () => {} },
+        batchSize: Bc,
+        seqLen: Tc,
+        steps: 1,
+        schedule: { lr: 0 },
+        adapter: { lm: lora, optimizer: new Capture(lora.params, { weightDecay: 0, clip: 1e9 }) },
+      });
+      // The same spliced KL, evaluated directly: adapted prefix → SAE → adapted suffix.
+      const idsT = new ort.Tensor("int64", ids, [Bc, Tc]);
+      const tap = await createSession(encodeModel(tapModel(model, HOOK)), { ep: "wasm" });
+      const pre = await createSession(encodeModel(lora.prefixModel()), { ep: "wasm" });
+      const kl = await createSession(encodeModel(lora.klStepModel()), { ep: "wasm" });
+      const clean = (await tap.run({ [tap.inputNames[0]]: idsT }))["logprobs_clean"];
+      const feedsOf = (s: typeof pre, extra: Record<string, ort.Tensor>) => {
+        const f: Record<string, ort.Tensor> = { ...lora.feeds(s.inputNames), ...extra };
+        for (const n of s.inputNames) if (!(n in f)) f[n] = idsT;
+        return f;
+      };
+      const spliced = async () => {
+        const x = (await pre.run(feedsOf(pre, {})))[pre.outputNames[0]].data as Float32Array;
+        const xhat = (await trainer.forward(x, Bc * Tc, true)).xhat;
+        const out = await kl.run(feedsOf(kl, {
+          hook: new ort.Tensor("float32", xhat, [Bc, Tc, D]),
+          logprobs_clean: clean,
+          labels: idsT,
+        }));
+        return Number((out["kl_mean"].data as Float32Array)[0]);
+      };
+      try {
+        // Prefix B elements with large gradients. TopK makes the spliced KL piecewise smooth: an
+        // element whose two step sizes disagree crossed a selection boundary and is passed over.
+        const fdAt = async (p: Float32Array, i: number, h: number) => {
+          const keep = p[i];
+          p[i] = keep + h;
+          const up = await spliced();
+          p[i] = keep - h;
+          const down = await spliced();
+          p[i] = keep;
+          return (up - down) / (2 * h);
+        };
+        const candidates = lora.prefixNames.filter((n) => n.includes("B")).flatMap((n) =>
+          [...captured[n].keys()].map((i) => ({ n, i, g: captured[n][i] }))
+        ).sort((a, b) => Math.abs(b.g) - Math.abs(a.g)).slice(0, 6);
+        let checked = 0;
+        for (const c of candidates) {
+          const f1 = await fdAt(lora.params[c.n], c.i, 2e-3),
+            f2 = await fdAt(lora.params[c.n], c.i, 1e-3);
+          if (Math.abs(f1 - f2) > 0.02 * Math.abs(f2)) continue;
+          assertLess(Math.abs(c.g - f2) / Math.abs(f2), 0.02, `${c.n}[${c.i}]: ${c.g} vs ${f2}`);
+          if (++checked === 3) break;
+        }
+        assert(checked >= 2, `only ${checked} smooth elements among the largest gradients`);
+      } finally {
+        for (const s of [tap, pre, kl]) await s.release();
+      }
+    } finally {
+      trainer.release();
+    }
+  },
 });
