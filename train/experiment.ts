@@ -130,6 +130,8 @@ export async function runArm(arm: ArmSpec & { name: string }, ctx: ArmContext): 
       alpha: arm.alpha,
       ...opt,
       gradClip: opt.clip,
+      dropout: arm.dropout,
+      seed: cfg.seed,
     })
     : null;
   const trainer: SaeTrainer & { toSae(): Promise<Sae> } = lora ?? inner;

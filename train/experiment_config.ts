@@ -25,6 +25,9 @@ export const ArmSpec = z.object({
   rank: z.number().int().min(1).max(1024).default(16).describe("LoRA / linear-skip rank"),
   alpha: z.number().gt(0).default(16).describe("LoRA scale numerator (scale = alpha / rank)"),
   hidden: z.number().int().min(1).max(16384).default(128).describe("MLP skip hidden width"),
+  dropout: z.number().min(0).lt(1).default(0).describe(
+    "sae_lora: dropout of the LoRA path's input features (one mask per step)",
+  ),
   lr: z.number().gt(0).max(1).optional().describe("this arm's LR (default: the experiment's)"),
   batch_size: z.number().int().min(1).max(4096).optional(),
   tokens: z.number().int().min(1).optional(),

@@ -2,6 +2,10 @@
 // W_dec' = W_dec + (α/r)·A_d·B_d, B zero at the start (the SAE unchanged), the base weights and the
 // biases frozen. The GPU trainer computes ∂L/∂W' as usual (backward without a step); the LoRA
 // factors' gradients follow on the host: ∂A = s·∂W'·Bᵀ, ∂B = s·Aᵀ·∂W'.
+// Dropout (p > 0) zeroes input features of the LoRA path — rows of A — and scales the rest by
+// 1/(1−p), with one mask per training step shared by the batch's tokens, so the adapted weights
+// stay a merge W + s·(M·A)·B the GPU kernels run as they are (peft draws a mask per token, which
+// would need the LoRA path computed apart from W). Evaluation uses no mask.
 import { readF32, write } from "../../gpu/buffers.ts";
 import { Rng } from "../../lib/rng.ts";
 import type { GpuSaeTrainer, TrainerState } from "../../sae/gpu_trainer.ts";
@@ -16,6 +20,8 @@ export interface SaeLoraOptions {
   weightDecay: number;
   gradClip: number;
   seed?: number;
+  /** Dropout probability of the LoRA path's input features (default 0). */
+  dropout?: number;
 }
 
 export class SaeLoraTrainer implements OwnedTrainer {
@@ -26,6 +32,9 @@ export class SaeLoraTrainer implements OwnedTrainer {
   #opt: HostAdamW;
   #base: { W_enc: Float32Array; W_dec: Float32Array };
   #scale: number;
+  #rng: Rng;
+  /** Per-row multipliers of A_enc and A_dec for this step (0 or 1/(1−p)); null: no dropout. */
+  #mask: { enc: Float32Array; dec: Float32Array } | null = null;
 
   constructor(readonly inner: GpuSaeTrainer, readonly sae: Sae, readonly o: SaeLoraOptions) {
     const { dIn: d, dSae: n } = sae.cfg, r = o.rank;
@@ -45,21 +54,40 @@ export class SaeLoraTrainer implements OwnedTrainer {
       B_dec: new Float32Array(r * d),
     };
     this.#opt = new HostAdamW(this.factors, { weightDecay: o.weightDecay, clip: o.gradClip });
+    const p = o.dropout ?? 0;
+    if (!(p >= 0 && p < 1)) throw new RangeError(`SAE LoRA: dropout must be in [0, 1), got ${p}`);
+    this.#rng = new Rng((o.seed ?? 0) ^ 0x5bd1e995);
+  }
+
+  /** The step's dropout multipliers of A_enc's and A_dec's rows (null without dropout). */
+  get dropoutMask(): { enc: Float32Array; dec: Float32Array } | null {
+    return this.#mask;
+  }
+
+  /** A with its rows multiplied by the step's mask (A itself when there is none). */
+  #masked(A: Float32Array, rowMask: Float32Array | undefined): Float32Array {
+    if (!rowMask) return A;
+    const r = this.o.rank;
+    return A.map((v, e) => v * rowMask[Math.floor(e / r)]);
   }
 
   /** The adapted weights W + s·A·B. */
   merged(): { W_enc: Float32Array; W_dec: Float32Array } {
     const { dIn: d, dSae: n } = this.sae.cfg, r = this.o.rank, F = this.factors;
-    const enc = matmul(F.A_enc, F.B_enc, d, r, n).map((v, i) =>
-      this.#base.W_enc[i] + this.#scale * v
-    );
-    const dec = matmul(F.A_dec, F.B_dec, n, r, d).map((v, i) =>
-      this.#base.W_dec[i] + this.#scale * v
-    );
+    const Ae = this.#masked(F.A_enc, this.#mask?.enc), Ad = this.#masked(F.A_dec, this.#mask?.dec);
+    const enc = matmul(Ae, F.B_enc, d, r, n).map((v, i) => this.#base.W_enc[i] + this.#scale * v);
+    const dec = matmul(Ad, F.B_dec, n, r, d).map((v, i) => this.#base.W_dec[i] + this.#scale * v);
     return { W_enc: enc, W_dec: dec };
   }
 
   forward(x: Float32Array, n: number, inference?: boolean) {
+    const p = this.o.dropout ?? 0;
+    this.#mask = null;
+    if (p > 0 && !inference) {
+      const draw = (len: number) =>
+        Float32Array.from({ length: len }, () => (this.#rng.next() < p ? 0 : 1 / (1 - p)));
+      this.#mask = { enc: draw(this.sae.cfg.dIn), dec: draw(this.sae.cfg.dSae) };
+    }
     const w = this.merged();
     write(this.inner.device, this.inner.params.W_enc, w.W_enc);
     write(this.inner.device, this.inner.params.W_dec, w.W_dec);
@@ -75,11 +103,19 @@ export class SaeLoraTrainer implements OwnedTrainer {
     const gEnc = await readF32(dev, this.inner.grads.W_enc, d * n);
     const gDec = await readF32(dev, this.inner.grads.W_dec, n * d);
     const scaled = (a: Float32Array) => a.map((v) => v * s);
+    // With W' = W + s·(M·A)·B: ∂A = M·(s·∂W'·Bᵀ), ∂B = s·(M·A)ᵀ·∂W'.
+    const Ae = this.#masked(F.A_enc, this.#mask?.enc), Ad = this.#masked(F.A_dec, this.#mask?.dec);
     const grads = {
-      A_enc: scaled(matmul(gEnc, F.B_enc, d, n, r, { transB: true })),
-      B_enc: scaled(matmul(F.A_enc, gEnc, r, d, n, { transA: true })),
-      A_dec: scaled(matmul(gDec, F.B_dec, n, d, r, { transB: true })),
-      B_dec: scaled(matmul(F.A_dec, gDec, r, n, d, { transA: true })),
+      A_enc: this.#masked(
+        scaled(matmul(gEnc, F.B_enc, d, n, r, { transB: true })),
+        this.#mask?.enc,
+      ),
+      B_enc: scaled(matmul(Ae, gEnc, r, d, n, { transA: true })),
+      A_dec: this.#masked(
+        scaled(matmul(gDec, F.B_dec, n, d, r, { transB: true })),
+        this.#mask?.dec,
+      ),
+      B_dec: scaled(matmul(Ad, gDec, r, n, d, { transA: true })),
     };
     this.lastGrads = grads;
     const gradNorm = this.#opt.step(grads, o.lr);
@@ -94,6 +130,10 @@ export class SaeLoraTrainer implements OwnedTrainer {
       out.set(`lora.v.${k}`, { data: Float32Array.from(this.#opt.v[k]), shape: [v.length] });
     }
     out.set("lora.t", { data: Float32Array.of(this.#opt.t), shape: [1] });
+    // The dropout stream's state (a u32) in two 16-bit halves, exact in float32, so a resumed run
+    // draws the same masks.
+    const st = this.#rng.state;
+    out.set("lora.rng", { data: Float32Array.of(st >>> 16, st & 0xffff), shape: [2] });
     return Promise.resolve(out);
   }
 
@@ -109,11 +149,14 @@ export class SaeLoraTrainer implements OwnedTrainer {
       this.#opt.v[k].set(get(`lora.v.${k}`));
     }
     this.#opt.t = state.get("lora.t")?.data[0] ?? 0;
+    const rng = state.get("lora.rng");
+    if (rng) this.#rng.state = ((rng.data[0] << 16) | rng.data[1]) >>> 0;
     return Promise.resolve();
   }
 
   /** The SAE with the LoRA update merged in (what the arm produced). */
   toSae(): Promise<Sae> {
+    this.#mask = null;
     const w = this.merged();
     return Promise.resolve({
       cfg: structuredClone(this.sae.cfg),
