@@ -11,7 +11,6 @@ import { HostAdamW } from "../../train/adapters/host_adamw.ts";
 import { runFinetune } from "../../train/finetune.ts";
 import { testGpu } from "../util/gpu.ts";
 import { prefix } from "../../lm/surgery.ts";
-import { makeNode } from "../../lm/graph.ts";
 import { LmLora, LmLoraError } from "../../train/adapters/lm_lora.ts";
 import { type Feeds, finiteDifferenceError } from "../util/gradcheck.ts";
 import { runReference } from "../util/onnx_interp.ts";
@@ -179,7 +178,7 @@ Deno.test({
     // The loss the gradient graph differentiates: ⟨prefix(ids), upstream⟩.
     for (const name of checked) {
       const { err, fdNorm } = finiteDifferenceError(
-        lossOnly(lora),
+        lora.prefixDotModel(),
         "lora/dot",
         feeds,
         name,
@@ -192,21 +191,6 @@ Deno.test({
     }
   },
 });
-
-/** The prefix with the ⟨hook, upstream⟩ head and no gradient part, for finite differences. */
-function lossOnly(lora: LmLora) {
-  const m = lora.prefixModel();
-  const g = m.graph!;
-  const out = g.output![0];
-  g.input = [...(g.input ?? []), { ...out, name: "upstream" }];
-  g.node = [
-    ...(g.node ?? []),
-    makeNode("Mul", [out.name!, "upstream"], ["lora/prod"], {}, "lora/Mul"),
-    makeNode("ReduceSum", ["lora/prod"], ["lora/dot"], { keepdims: 0 }, "lora/ReduceSum"),
-  ];
-  g.output = [{ name: "lora/dot", type: { tensorType: { elemType: 1, shape: { dim: [] } } } }];
-  return m;
-}
 
 Deno.test({
   name:

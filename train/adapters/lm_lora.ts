@@ -90,22 +90,27 @@ export class LmLora {
     return prefix(this.model, this.hook);
   }
 
-  /**
-   * ∂⟨hook, upstream⟩/∂(prefix adapters): the prefix with an input `upstream` (∂L/∂hook, shaped as
-   * the hook) and outputs grad_<A|B>, so the chain rule reaches the adapters before the hook.
-   */
-  prefixGradModel(): ModelProto {
+  /** The adapted prefix with an input `upstream` (shaped as the hook) and output ⟨hook, upstream⟩. */
+  prefixDotModel(): ModelProto {
     const m = cloneModel(this.prefixModel());
     const g = m.graph!;
     const out = g.output![0];
-    const name = out.name!;
     g.input = [...(g.input ?? []), { ...out, name: "upstream" }];
     g.node = [
       ...(g.node ?? []),
-      makeNode("Mul", [name, "upstream"], ["lora/prod"], {}, "lora/Mul"),
+      makeNode("Mul", [out.name!, "upstream"], ["lora/prod"], {}, "lora/Mul"),
       makeNode("ReduceSum", ["lora/prod"], ["lora/dot"], { keepdims: 0 }, "lora/ReduceSum"),
     ];
     g.output = [{ name: "lora/dot", type: { tensorType: { elemType: 1, shape: { dim: [] } } } }];
+    return m;
+  }
+
+  /**
+   * ∂⟨hook, upstream⟩/∂(prefix adapters), with upstream = ∂L/∂hook: outputs grad_<A|B>, so the
+   * chain rule reaches the adapters before the hook.
+   */
+  prefixGradModel(): ModelProto {
+    const m = this.prefixDotModel();
     return buildGradient(m, {
       loss: "lora/dot",
       wrt: this.prefixNames,
