@@ -2,23 +2,50 @@
 // API, follow a job's SSE stream to the end.
 export const ROOT = new URL("../", import.meta.url).pathname;
 
-export async function startService(dataDir: string, port = 0) {
-  const l = Deno.listen({ hostname: "127.0.0.1", port });
-  const chosen = (l.addr as Deno.NetAddr).port;
+/** A loopback port free at the time of the call. */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const p = (l.addr as Deno.NetAddr).port;
   l.close();
-  const proc = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}main.ts`, "--port", String(chosen), "--data-dir", dataDir],
+  return p;
+}
+
+/**
+ * Runs main.ts on `port` with `dataDir`. Its output is discarded: a pipe nobody reads would fill
+ * and stall the service once it has logged enough.
+ */
+export function spawnService(
+  port: number,
+  dataDir: string,
+  env: Record<string, string> = {},
+): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}main.ts`, "--port", String(port), "--data-dir", dataDir],
+    env,
     stdout: "null",
-    stderr: "piped",
+    stderr: "null",
   }).spawn();
-  const url = `http://127.0.0.1:${chosen}`;
+}
+
+/** Waits until `url` answers /health (2 minutes at most). */
+export async function waitHealthy(url: string): Promise<void> {
   for (let i = 0; i < 600; i++) {
     try {
-      if ((await fetch(`${url}/health`)).ok) return { proc, url };
+      const r = await fetch(`${url}/health`);
+      await r.body?.cancel();
+      if (r.ok) return;
     } catch { /* starting */ }
     await new Promise((r) => setTimeout(r, 200));
   }
-  throw new Error("the service did not answer /health within 2 minutes");
+  throw new Error(`${url}: no /health within 2 minutes`);
+}
+
+export async function startService(dataDir: string, port = 0) {
+  const chosen = port || freePort();
+  const proc = spawnService(chosen, dataDir);
+  const url = `http://127.0.0.1:${chosen}`;
+  await waitHealthy(url);
+  return { proc, url };
 }
 
 export async function api<T>(url: string, init?: RequestInit): Promise<T> {

@@ -3,29 +3,11 @@
 // last flush is lost.
 import { assert, assertEquals } from "@std/assert";
 import { readSse } from "./util/sse.ts";
+import { freePort, spawnService, waitHealthy } from "../scripts/_client.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
-
-function start(port: number, dataDir: string) {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "--port", String(port), "--data-dir", dataDir],
-    env: { SPLICE_LEASE_MS: "1500" },
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-}
-
-async function healthy(url: string) {
-  for (let i = 0; i < 600; i++) {
-    try {
-      const r = await fetch(`${url}/health`);
-      await r.body?.cancel();
-      if (r.ok) return;
-    } catch { /* starting */ }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error("no /health within 2 minutes");
-}
+// A short lease, so the restarted process takes the killed one's job back quickly.
+const start = (port: number, dataDir: string) =>
+  spawnService(port, dataDir, { SPLICE_LEASE_MS: "1500" });
 
 Deno.test({
   name:
@@ -34,13 +16,11 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     const dataDir = await Deno.makeTempDir();
-    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = (l.addr as Deno.NetAddr).port;
-    l.close();
+    const port = freePort();
     const url = `http://127.0.0.1:${port}`;
     let proc = start(port, dataDir);
     try {
-      await healthy(url);
+      await waitHealthy(url);
       const steps = 12;
       const res = await fetch(`${url}/finetunes`, {
         method: "POST",
@@ -78,7 +58,7 @@ Deno.test({
       );
 
       proc = start(port, dataDir);
-      await healthy(url);
+      await waitHealthy(url);
       const events = await readSse(await fetch(`${url}/finetunes/${job.id}/events`));
       assertEquals(
         events.at(-1)!.data,

@@ -3,7 +3,7 @@
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import postgres from "postgres";
 
-const ROOT = new URL("../", import.meta.url).pathname;
+import { freePort, ROOT, spawnService, waitHealthy } from "../scripts/_client.ts";
 const SMALL = {
   tokens: 4 * 2 * 16,
   batch_size: 2,
@@ -14,34 +14,6 @@ const SMALL = {
   eval_sequences: 2,
   finetune_fraction: 0.5,
 };
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const p = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return p;
-}
-
-function serve(port: number, dataDir: string, env: Record<string, string> = {}) {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}main.ts`, "--port", String(port), "--data-dir", dataDir],
-    env,
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-}
-
-async function healthy(url: string) {
-  for (let i = 0; i < 600; i++) {
-    try {
-      const r = await fetch(`${url}/health`);
-      await r.body?.cancel();
-      if (r.ok) return;
-    } catch { /* starting */ }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${url}: no /health within 2 minutes`);
-}
 
 Deno.test({
   name: "examples/notebook_client.py starts a fine-tune and prints its streamed metrics",
@@ -59,9 +31,9 @@ Deno.test({
     }
     const dataDir = await Deno.makeTempDir();
     const port = freePort(), url = `http://127.0.0.1:${port}`;
-    const proc = serve(port, dataDir);
+    const proc = spawnService(port, dataDir);
     try {
-      await healthy(url);
+      await waitHealthy(url);
       const out = await new Deno.Command("python3", {
         args: [
           `${ROOT}examples/notebook_client.py`,
@@ -105,10 +77,10 @@ Deno.test({
     u.pathname = `/${name}`;
     const dirs = [await Deno.makeTempDir(), await Deno.makeTempDir()];
     const ports = [freePort(), freePort()];
-    const procs = ports.map((p, i) => serve(p, dirs[i], { DATABASE_URL: u.toString() }));
+    const procs = ports.map((p, i) => spawnService(p, dirs[i], { DATABASE_URL: u.toString() }));
     try {
       const urls = ports.map((p) => `http://127.0.0.1:${p}`);
-      await Promise.all(urls.map(healthy));
+      await Promise.all(urls.map(waitHealthy));
       const ids: string[] = [];
       for (let i = 0; i < 4; i++) {
         const r = await fetch(`${urls[i % 2]}/finetunes`, {
