@@ -2,6 +2,7 @@
 // two servers sharing one PostgreSQL job queue (FOR UPDATE SKIP LOCKED + leases).
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import postgres from "postgres";
+import { havePython } from "./util/python.ts";
 
 import { freePort, ROOT, spawnService, waitHealthy } from "../scripts/_client.ts";
 const SMALL = {
@@ -20,13 +21,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const py = await new Deno.Command("python3", {
-      args: ["--version"],
-      stdout: "null",
-      stderr: "null",
-    }).output()
-      .catch(() => null);
-    if (!py?.success) {
+    if (!(await havePython())) {
       return console.log("python3 is not installed: the notebook client was not run");
     }
     const dataDir = await Deno.makeTempDir();
