@@ -1,13 +1,12 @@
 // /evals: start a CE-eval (a job), list, get its result, follow its events.
 import { Hono } from "hono";
-import { eq } from "drizzle-orm";
-import { saes } from "../db/schema.ts";
 import { EvalConfig } from "../eval/config.ts";
 import type { JobRecord } from "../jobs/types.ts";
 import type { AppDeps } from "./app.ts";
-import { ApiError, notFound } from "./errors.ts";
+import { notFound } from "./errors.ts";
 import { streamJobEvents } from "./sse.ts";
 import { jsonBody } from "./validate.ts";
+import { requireSae, requireWorker } from "./references.ts";
 
 export const EVAL_JOB = "eval";
 
@@ -31,12 +30,8 @@ export function evalRoutes(deps: AppDeps) {
   return new Hono()
     .post("/", async (c) => {
       const cfg = await jsonBody(c, EvalConfig);
-      if (!(await deps.database.db.select().from(saes).where(eq(saes.id, cfg.sae))).length) {
-        throw new ApiError(400, "unknown_sae", `SAE "${cfg.sae}" is not registered (GET /saes)`);
-      }
-      if (!deps.runner.kinds.includes(EVAL_JOB)) {
-        throw new ApiError(503, "unavailable", "this server runs no eval worker");
-      }
+      await requireSae(deps, cfg.sae);
+      requireWorker(deps, EVAL_JOB, "eval");
       return c.json(view(await deps.runner.submit(EVAL_JOB, cfg)), 202);
     })
     .get(

@@ -2,7 +2,7 @@
 // plots, follow its events, cancel.
 import { Hono } from "hono";
 import { desc, eq } from "drizzle-orm";
-import { experiments, models, saes } from "../db/schema.ts";
+import { experiments } from "../db/schema.ts";
 import type { ExperimentResult } from "../jobs/experiment_job.ts";
 import type { JobRecord } from "../jobs/types.ts";
 import { expandArms, ExperimentConfig } from "../train/experiment_config.ts";
@@ -10,6 +10,7 @@ import type { AppDeps } from "./app.ts";
 import { ApiError, notFound } from "./errors.ts";
 import { streamJobEvents } from "./sse.ts";
 import { jsonBody } from "./validate.ts";
+import { requireModel, requireSae, requireWorker } from "./references.ts";
 
 export const EXPERIMENT_JOB = "experiment";
 
@@ -50,30 +51,29 @@ export function experimentRoutes(deps: AppDeps) {
   return new Hono()
     .post("/", async (c) => {
       const cfg = await jsonBody(c, ExperimentConfig);
-      const [model] = await db.select().from(models).where(eq(models.id, cfg.model));
-      if (!model) {
-        throw new ApiError(400, "unknown_model", `model "${cfg.model}" is not registered`);
-      }
-      const ctx = (model.info as { contextLength?: number } | null)?.contextLength;
-      if (ctx && cfg.seq_len > ctx) {
-        throw new ApiError(
-          400,
-          "invalid_request",
-          `seq_len ${cfg.seq_len} is longer than model "${cfg.model}"'s context of ${ctx}`,
-          [{ path: "seq_len", message: `at most ${ctx}` }],
-        );
-      }
-      const [sae] = await db.select().from(saes).where(eq(saes.id, cfg.sae));
-      if (!sae) throw new ApiError(400, "unknown_sae", `SAE "${cfg.sae}" is not registered`);
+      await requireModel(deps, cfg.model, cfg.seq_len);
+      const sae = await requireSae(deps, cfg.sae);
       const arms = expandArms(cfg);
       if (sae.architecture !== "topk" && arms.some((a) => a.k !== undefined)) {
         throw new ApiError(400, "invalid_request", "k applies to TopK SAEs only", [
           { path: "arms", message: `SAE "${cfg.sae}" is ${sae.architecture}` },
         ]);
       }
-      if (!deps.runner.kinds.includes(EXPERIMENT_JOB)) {
-        throw new ApiError(503, "unavailable", "this server runs no experiment worker");
+      // Adapters before the hook train through the SAE's input gradient, which TopK trainers give.
+      const allBlocks = arms.findIndex((a) => a.type === "lm_lora" && a.layers === "all");
+      if (allBlocks >= 0 && sae.architecture !== "topk") {
+        throw new ApiError(
+          400,
+          "invalid_request",
+          `LoRA on LM layers before the hook needs a TopK SAE; SAE "${cfg.sae}" is ` +
+            `${sae.architecture}` +
+            (["relu", "jumprelu"].includes(sae.architecture)
+              ? " (such adapters could lower the loss by changing how many latents fire)"
+              : ""),
+          [{ path: `arms.${allBlocks}.layers`, message: 'use "after_hook"' }],
+        );
       }
+      requireWorker(deps, EXPERIMENT_JOB, "experiment");
       const job = await deps.runner.submit(EXPERIMENT_JOB, cfg);
       await db.insert(experiments).values({
         id: job.id,

@@ -1,12 +1,13 @@
 // /finetunes: start (kind mse | kl_mse | e2e | kl_only), list, get, cancel, metrics, SSE events.
 import { Hono } from "hono";
 import { and, asc, eq } from "drizzle-orm";
-import { metrics, models, saes } from "../db/schema.ts";
+import { metrics } from "../db/schema.ts";
 import { FinetuneConfig } from "../train/config.ts";
 import type { AppDeps } from "./app.ts";
 import { ApiError, notFound } from "./errors.ts";
 import { streamJobEvents } from "./sse.ts";
 import { jsonBody } from "./validate.ts";
+import { requireModel, requireSae, requireWorker } from "./references.ts";
 import type { JobRecord } from "../jobs/types.ts";
 
 export const FINETUNE_JOB = "finetune";
@@ -40,24 +41,7 @@ export function finetuneRoutes(deps: AppDeps) {
   return new Hono()
     .post("/", async (c) => {
       const cfg = await jsonBody(c, FinetuneConfig);
-      // Unknown references are the caller's mistake: say so now rather than fail the job later.
-      const [model] = await db.select().from(models).where(eq(models.id, cfg.model));
-      if (!model) {
-        throw new ApiError(
-          400,
-          "unknown_model",
-          `model "${cfg.model}" is not registered (GET /models)`,
-        );
-      }
-      const ctx = (model.info as { contextLength?: number } | null)?.contextLength;
-      if (ctx && cfg.seq_len > ctx) {
-        throw new ApiError(
-          400,
-          "invalid_request",
-          `seq_len ${cfg.seq_len} is longer than model "${cfg.model}"'s context of ${ctx}`,
-          [{ path: "seq_len", message: `at most ${ctx}` }],
-        );
-      }
+      await requireModel(deps, cfg.model, cfg.seq_len);
       if (cfg.skip_first_positions >= cfg.seq_len) {
         throw new ApiError(
           400,
@@ -66,12 +50,8 @@ export function finetuneRoutes(deps: AppDeps) {
           [{ path: "skip_first_positions", message: `below ${cfg.seq_len}` }],
         );
       }
-      if (cfg.sae && !(await db.select().from(saes).where(eq(saes.id, cfg.sae))).length) {
-        throw new ApiError(400, "unknown_sae", `SAE "${cfg.sae}" is not registered (GET /saes)`);
-      }
-      if (!deps.runner.kinds.includes(FINETUNE_JOB)) {
-        throw new ApiError(503, "unavailable", "this server runs no fine-tune worker");
-      }
+      if (cfg.sae) await requireSae(deps, cfg.sae);
+      requireWorker(deps, FINETUNE_JOB, "fine-tune");
       const j = await deps.runner.submit(FINETUNE_JOB, cfg);
       return c.json(view(j), 202);
     })

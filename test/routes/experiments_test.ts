@@ -43,6 +43,19 @@ Deno.test({
       assertEquals((await unknown.json()).error.code, "unknown_sae");
       const badType = await post({ sae: "sae0", arms: [{ type: "magic" }] });
       assertEquals(badType.status, 400);
+      await database.db.insert(saes).values({
+        id: "relu0",
+        name: "a ReLU SAE",
+        path: `${dataDir}/relu0`,
+        architecture: "relu",
+        dIn: 128,
+        dSae: 64,
+      });
+      const before = await post({ sae: "relu0", arms: [{ type: "lm_lora", layers: "all" }] });
+      assertEquals(before.status, 400);
+      const err = (await before.json()).error;
+      assertStringIncludes(err.message, "needs a TopK SAE");
+      assertEquals(err.details[0].path, "arms.0.layers");
 
       const res = await post({
         sae: "sae0",
