@@ -8,7 +8,6 @@
 // GPU (ORT's wasm EP).
 import { createBuffer, readF32, readU32, write } from "../gpu/buffers.ts";
 import { Matmul } from "../gpu/matmul.ts";
-import { dispatch, grid1d, loadShader, pipelineCache } from "../gpu/pipelines.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import { GpuSaeTrainer, type TrainerOptions, type TrainerState } from "./gpu_trainer.ts";
 import type { Sae } from "./types.ts";
@@ -127,22 +126,6 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
     this.#batch = null;
   }
 
-  /** Records the shaders/batch_topk.wgsl (or jumprelu.wgsl) entry `e` over `threads`. */
-  #aux(
-    pass: GPUComputePassEncoder,
-    shader: "batch_topk" | "jumprelu",
-    e: string,
-    bufs: GPUBuffer[],
-    threads: number,
-    words: ArrayBuffer,
-  ): void {
-    const consts: Record<string, number> = e === "pick" ? {} : { WG: 64 };
-    const p = pipelineCache(this.device).get(loadShader(shader), e, consts, `${shader}.${e}`);
-    const u = this.uniform(`${shader}.${e}`, words);
-    const wg = e === "pick" ? [1, 1] as [number, number] : grid1d(Math.ceil(threads / 64));
-    dispatch(this.device, pass, p, [...bufs, u], wg);
-  }
-
   #activation(pass: GPUComputePassEncoder, b: Batch, inference: boolean): void {
     const { kind, k } = this.sae.cfg;
     const n = b.n, m = this.dSae, count = n * m;
@@ -153,21 +136,21 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
     } else if (kind === "jumprelu" || inference) {
       const cols = kind === "jumprelu" ? m : 1;
       const words = new Uint32Array([count, 0, cols, 0]).buffer;
-      this.#aux(
+      this.runEntry(
         pass,
         "batch_topk",
         "threshold",
         [b.pre, this.params.threshold!, b.h],
-        count,
         words,
+        count,
       );
     } else {
       const words = new Uint32Array([count, k! * n, m, 0]).buffer;
       for (let round = 0; round < 4; round++) {
-        this.#aux(pass, "batch_topk", "hist", [b.pre, b.select, b.hist], count, words);
-        this.#aux(pass, "batch_topk", "pick", [b.select, b.hist], 1, words);
+        this.runEntry(pass, "batch_topk", "hist", [b.pre, b.select, b.hist], words, count);
+        this.runEntry(pass, "batch_topk", "pick", [b.select, b.hist], words, "one workgroup");
       }
-      this.#aux(pass, "batch_topk", "mask", [b.pre, b.select, b.h], count, words);
+      this.runEntry(pass, "batch_topk", "mask", [b.pre, b.select, b.h], words, count);
     }
   }
 
@@ -246,13 +229,13 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
           0,
           0,
         ]);
-        this.#aux(
+        this.runEntry(
           pass,
           "jumprelu",
           "theta_grad",
           [b.pre, b.dh, P.threshold!, G.threshold!],
-          m,
           words,
+          m,
         );
       }
       this.runDense(pass, "row_norms", "norms", [P.W_dec, P.W_dec, S.norms], m, {

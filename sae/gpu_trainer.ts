@@ -7,7 +7,7 @@ import { GradClipper } from "../gpu/clip.ts";
 import { AdamW } from "../gpu/adamw.ts";
 import { DecoderNorm } from "../gpu/decoder_norm.ts";
 import { FiringTracker } from "../gpu/metrics.ts";
-import { grid1d, loadShader } from "../gpu/pipelines.ts";
+import { dispatch, grid1d, loadShader, pipelineCache } from "../gpu/pipelines.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import type { OwnedTrainer } from "../jobs/finetune_job.ts";
 import {
@@ -224,6 +224,31 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
     );
     const [x, y] = grid1d(Math.ceil(threads / WG));
     pass.dispatchWorkgroups(x, y);
+  }
+
+  /**
+   * Records entry `e` of shaders/<shader>.wgsl: `bufs` bound in order, then a uniform holding
+   * `words` (one per site, so dispatches sharing a pass keep their own values), over `threads`
+   * invocations — or one workgroup for entries that scan with a single one.
+   */
+  protected runEntry(
+    pass: GPUComputePassEncoder,
+    shader: string,
+    e: string,
+    bufs: GPUBuffer[],
+    words: ArrayBuffer,
+    threads: number | "one workgroup",
+    site = `${shader}.${e}`,
+  ): void {
+    const one = threads === "one workgroup";
+    const p = pipelineCache(this.device).get(
+      loadShader(shader),
+      e,
+      one ? {} : { WG },
+      `${shader}.${e}`,
+    );
+    const u = this.uniform(site, words);
+    dispatch(this.device, pass, p, [...bufs, u], one ? [1, 1] : grid1d(Math.ceil(threads / WG)));
   }
 
   /** Host-side MSE (mean over elements) of the batch just reconstructed. */

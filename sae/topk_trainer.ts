@@ -8,13 +8,11 @@
 // latents get gradient toward what the live ones miss.
 import { createBuffer, readF32, readU32, write } from "../gpu/buffers.ts";
 import { Matmul } from "../gpu/matmul.ts";
-import { grid1d, loadShader, pipelineCache } from "../gpu/pipelines.ts";
 import { TopK, TOPK_MAX_K } from "../gpu/topk.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import { GpuSaeTrainer, type TrainerOptions } from "./gpu_trainer.ts";
 import type { Sae } from "./types.ts";
 
-const WG = 64;
 type SparseEntry =
   | "decode"
   | "dval"
@@ -221,8 +219,6 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     n: number,
     o: { k?: number; transposed?: boolean; accumulate?: boolean; site?: string } = {},
   ): void {
-    const consts: Record<string, number> = e === "scan" ? {} : { WG };
-    const p = pipelineCache(this.device).get(loadShader("sae_sparse"), e, consts, `sparse.${e}`);
     const words = new Uint32Array([
       n,
       this.dIn,
@@ -233,17 +229,15 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
       Math.min(this.firing.deadWindowTokens, 0xffffffff),
       0,
     ]);
-    const u = this.uniform(`sparse.${e}.${o.site ?? ""}${o.transposed ? ".t" : ""}`, words.buffer);
-    pass.setPipeline(p);
-    pass.setBindGroup(
-      0,
-      this.device.createBindGroup({
-        layout: p.getBindGroupLayout(0),
-        entries: [...bufs, u].map((buffer, binding) => ({ binding, resource: { buffer } })),
-      }),
+    this.runEntry(
+      pass,
+      "sae_sparse",
+      e,
+      bufs,
+      words.buffer,
+      e === "scan" ? "one workgroup" : threads,
+      `sparse.${e}.${o.site ?? ""}${o.transposed ? ".t" : ""}`,
     );
-    const [x, y] = e === "scan" ? [1, 1] : grid1d(Math.ceil(threads / WG));
-    pass.dispatchWorkgroups(x, y);
   }
 
   async forward(x: Float32Array, n: number, inference = false) {
@@ -291,8 +285,11 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     pass.end();
     this.device.queue.submit([enc.finish()]);
     const xhat = await readF32(this.device, b.xhat, n * d);
-    b.hostX = x.slice();
-    b.hostXhat = xhat;
+    if (b.auxOn) {
+      // The auxk residual x − x̂ is formed on the host in the backward.
+      b.hostX = x.slice();
+      b.hostXhat = xhat;
+    }
     const val = await readF32(this.device, b.val, n * this.k);
     let active = 0;
     for (const v of val) if (v > 0) active++;
