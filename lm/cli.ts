@@ -1,10 +1,11 @@
 // deno task lm <command>: hook points, gradient-rule check and splice-grad for a user's ONNX LM.
-import { decodeModel, type ModelProto } from "./onnx.ts";
+import type { ModelProto } from "./onnx.ts";
 import { missingGradientRules } from "./autodiff/builder.ts";
-import { listHookPoints, resolveHook } from "./hooks.ts";
+import { resolveHook } from "./hooks.ts";
 import { createSpliceGradSessions, spliceGrad, suffixWithLosses } from "./splice_grad.ts";
 import { f32, i64, need, readSafetensors, tensorOf, writeSafetensors } from "../lib/safetensors.ts";
 import type { ExecutionProvider } from "./session.ts";
+import { type LoadedLm, loadLm } from "./load.ts";
 
 const USAGE = `usage:
   deno task lm hooks MODEL
@@ -30,9 +31,14 @@ function flags(args: string[]): { pos: string[]; opt: Record<string, string> } {
   return { pos, opt };
 }
 
-async function loadModel(path: string | undefined): Promise<ModelProto> {
+async function load(path: string | undefined): Promise<LoadedLm> {
   if (!path) throw new CliError(`no MODEL given\n${USAGE}`);
-  return decodeModel(await Deno.readFile(path));
+  try {
+    await Deno.stat(path);
+  } catch {
+    throw new CliError(`cannot read ${path}: no such file`);
+  }
+  return await loadLm(path);
 }
 
 function needHook(model: ModelProto, hook: string | undefined): string {
@@ -49,18 +55,15 @@ export async function main(args: string[]): Promise<number> {
   const { pos, opt } = flags(rest);
   switch (cmd) {
     case "hooks": {
-      const model = await loadModel(pos[0]);
-      for (const h of listHookPoints(model)) {
-        console.log(
-          `${h.name}\t[${h.dims.join(", ")}]${
-            h.layer !== undefined ? `\tresid_post:${h.layer}` : ""
-          }`,
-        );
+      const { signature, hooks } = await load(pos[0]);
+      console.log(`# ${signature.recognised.join("; ")}`);
+      for (const h of hooks) {
+        console.log(`${h.name}\t[${h.dims.join(", ")}]\t${h.tlNames.join(" ") || "-"}`);
       }
       return 0;
     }
     case "check": {
-      const model = await loadModel(pos[0]);
+      const { model } = await load(pos[0]);
       const hook = needHook(model, opt.hook);
       const suffix = suffixWithLosses(model, hook);
       const missing = [
@@ -73,7 +76,7 @@ export async function main(args: string[]): Promise<number> {
       return uniq.length ? 1 : 0;
     }
     case "splice-grad": {
-      const model = await loadModel(pos[0]);
+      const { model } = await load(pos[0]);
       const hook = needHook(model, opt.hook);
       if (!opt.in || !opt.out) throw new CliError(`--in and --out are required\n${USAGE}`);
       const ep = (opt.ep ?? "wasm") as ExecutionProvider;
@@ -127,14 +130,21 @@ export async function main(args: string[]): Promise<number> {
   }
 }
 
+/** An error as the CLI prints it: one line per error (the usage after a usage error), no stack. */
+export function errorLines(e: unknown): string {
+  const err = e instanceof Error ? e : new Error(String(e));
+  const [first, ...rest] = err.message.split("\n");
+  const usage = rest.join("\n").startsWith("usage:") ? `\n${rest.join("\n")}` : "";
+  const body = usage ? first : err.message.replace(/\s*\n\s*/g, " ");
+  const kind = err instanceof CliError ? "" : `${err.name === "Error" ? "" : `${err.name}: `}`;
+  return `error: ${kind}${body}${usage}`;
+}
+
 if (import.meta.main) {
   try {
     Deno.exit(await main(Deno.args));
   } catch (e) {
-    if (e instanceof CliError) {
-      console.error(e.message);
-      Deno.exit(2);
-    }
-    throw e;
+    console.error(errorLines(e));
+    Deno.exit(e instanceof CliError ? 2 : 1);
   }
 }

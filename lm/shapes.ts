@@ -6,6 +6,7 @@
 import { getAttr, getIntAttr, getIntsAttr, opsetVersion } from "./graph.ts";
 import {
   DataType,
+  INT_TYPES,
   type ModelProto,
   type NodeProto,
   num,
@@ -36,17 +37,75 @@ export function isUnknownDim(d: Dim): boolean {
   return typeof d === "string" && d.startsWith("?");
 }
 
-const INT_TYPES = new Set<number>([
-  DataType.INT64,
-  DataType.INT32,
-  DataType.INT16,
-  DataType.INT8,
-  DataType.UINT8,
-  DataType.UINT16,
-  DataType.UINT32,
-  DataType.UINT64,
-  DataType.BOOL,
-]);
+/**
+ * A symbolic dim as a linear expression: constant + Σ coef·symbol. Dim strings such as
+ * "past_sequence_length + sequence_length" (as exporters name them) are parsed back into one, so
+ * that `(past + seq) − seq` is `past` and `past + seq` with past = 0 is `seq`.
+ */
+export interface Lin {
+  c: number;
+  t: Map<string, number>;
+}
+
+const ATOM = /^[A-Za-z_?][A-Za-z0-9_.?]*$/;
+
+export function parseLin(d: Dim): Lin | undefined {
+  if (typeof d === "number") return { c: d, t: new Map() };
+  if (isUnknownDim(d)) return { c: 0, t: new Map([[d, 1]]) };
+  const parts = d.trim().split(/\s*([+-])\s*/);
+  const out: Lin = { c: 0, t: new Map() };
+  let sign = 1;
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i];
+    if (i % 2 === 1) {
+      sign = p === "-" ? -1 : 1;
+      continue;
+    }
+    if (p === "" && i === 0) continue;
+    const m = /^(?:(\d+)\s*\*\s*)?(.+)$/.exec(p);
+    if (/^\d+$/.test(p)) out.c += sign * Number(p);
+    else if (m && ATOM.test(m[2])) {
+      const k = sign * (m[1] ? Number(m[1]) : 1);
+      out.t.set(m[2], (out.t.get(m[2]) ?? 0) + k);
+    } else return { c: 0, t: new Map([[d, 1]]) }; // an opaque name is one symbol
+  }
+  return out;
+}
+
+/** a + k·b */
+export function linAdd(a: Lin, b: Lin, k = 1): Lin {
+  const t = new Map(a.t);
+  for (const [s, v] of b.t) t.set(s, (t.get(s) ?? 0) + k * v);
+  for (const [s, v] of t) if (v === 0) t.delete(s);
+  return { c: a.c + k * b.c, t };
+}
+
+/** The canonical Dim of an expression; one holding an unknown (and more) is a fresh unknown. */
+export function formatLin(l: Lin, fresh: () => string): Dim {
+  const terms = [...l.t].filter(([, v]) => v !== 0).sort(([a], [b]) => (a < b ? -1 : 1));
+  if (!terms.length) return l.c;
+  if (terms.length === 1 && terms[0][1] === 1 && l.c === 0) return terms[0][0];
+  if (terms.some(([s]) => isUnknownDim(s))) return fresh();
+  let out = "";
+  for (const [s, v] of terms) {
+    const a = Math.abs(v);
+    const term = a === 1 ? s : `${a}*${s}`;
+    out += out ? (v < 0 ? ` - ${term}` : ` + ${term}`) : v < 0 ? `-${term}` : term;
+  }
+  if (l.c) out += l.c < 0 ? ` - ${-l.c}` : ` + ${l.c}`;
+  return out;
+}
+
+/** a + k·b on Dims, symbolic sums kept. */
+function dimAdd(a: Dim, b: Dim, k: number, fresh: () => string): Dim {
+  if (typeof a === "number" && typeof b === "number") return a + k * b;
+  const x = parseLin(a), y = parseLin(b);
+  if (!x || !y) return fresh();
+  return formatLin(linAdd(x, y, k), fresh);
+}
+
+/** Integer-valued types for value propagation: the integers and BOOL (0/1). */
+const INT_OR_BOOL = new Set<number>([...INT_TYPES, DataType.BOOL]);
 
 function numericValue(t: TensorProto): Dim[] | undefined {
   const dims = tensorDims(t);
@@ -316,11 +375,21 @@ function binaryValue(
         Or: () => Number(!!x || !!y),
       };
       out.push(r[op] ? r[op]() : fresh());
-    } else if ((op === "Add" || op === "Sub") && y === 0) out.push(x);
-    else if (op === "Add" && x === 0) out.push(y);
-    else if ((op === "Mul" || op === "Div") && y === 1) out.push(x);
+    } else if (op === "Add" || op === "Sub") out.push(dimAdd(x, y, op === "Add" ? 1 : -1, fresh));
+    else if (op === "Mul" && (typeof x === "number" || typeof y === "number")) {
+      const [k, v] = typeof x === "number" ? [x, y] : [y as number, x];
+      const l = parseLin(v);
+      out.push(
+        k === 0
+          ? 0
+          : l
+          ? formatLin({ c: l.c * k, t: new Map([...l.t].map(([s, c]) => [s, c * k])) }, fresh)
+          : fresh(),
+      );
+    } else if ((op === "Mul" || op === "Div") && y === 1) out.push(x);
     else if (op === "Mul" && x === 1) out.push(y);
-    else if (op === "Equal" && x === y && !isUnknownDim(x)) out.push(1);
+    else if (op === "Equal" && x === y) out.push(1);
+    else if (["Max", "Min"].includes(op) && x === y) out.push(x);
     else out.push(fresh());
   }
   return out;
@@ -329,7 +398,7 @@ function binaryValue(
 function castValue(v: Dim[] | undefined, to: number): Dim[] | undefined {
   if (!v) return undefined;
   if (to === DataType.BOOL) return v.map((x) => (typeof x === "number" ? Number(x !== 0) : x));
-  if (INT_TYPES.has(to)) return v.map((x) => (typeof x === "number" ? Math.trunc(x) : x));
+  if (INT_OR_BOOL.has(to)) return v.map((x) => (typeof x === "number" ? Math.trunc(x) : x));
   if (to === DataType.FLOAT || to === DataType.DOUBLE) return v;
   return undefined;
 }
@@ -360,11 +429,21 @@ function sliceDim(d: Dim, s: Dim, e: Dim, k: number, fresh: () => string): Dim {
     const st = clamp(s < 0 ? s + d : s, -1, d - 1), en = clamp(e < 0 ? e + d : e, -1, d - 1);
     return Math.max(0, Math.ceil((st - en) / -k));
   }
-  if (s === 0 && k === 1) {
-    if (typeof e === "number" && e >= BIG) return d;
-    // A slice to a symbolic end (a cache sliced to the sequence length) has that length; exports
-    // slice caches only up to lengths they can hold.
-    if (typeof e === "string" && !isUnknownDim(e)) return e;
+  // Symbolic bounds are lengths (≥ 0, no wrap-around) and exports slice only within what a
+  // tensor holds, so a slice [s, e) of a cache or of the causal-mask buffer (bias[k−q : k]) has
+  // length e − s.
+  if (k === 1) {
+    const ls = parseLin(s), le = parseLin(e);
+    if (typeof e === "number" && e >= BIG) {
+      if (typeof s !== "number" || s >= 0) return dimAdd(d, s, -1, fresh);
+    } else if (typeof e === "number" && e < 0 && s === 0) {
+      return dimAdd(d, e, 1, fresh);
+    } else if (
+      (typeof s !== "number" || typeof e !== "number") && ls && le &&
+      (typeof s !== "number" || s >= 0) && (typeof e !== "number" || e >= 0)
+    ) {
+      return formatLin(linAdd(le, ls, -1), fresh);
+    }
   }
   return fresh();
 }
@@ -439,7 +518,7 @@ function inferNode(
     const elemType = BOOL_OUT.has(op) ? DataType.BOOL : x?.elemType ?? y?.elemType ?? 0;
     const dims = broadcast([x?.dims, y?.dims], fresh);
     const value = dims && dims.length <= 1
-      ? binaryValue(op, x?.value, y?.value, INT_TYPES.has(x?.elemType ?? 0), fresh)
+      ? binaryValue(op, x?.value, y?.value, INT_OR_BOOL.has(x?.elemType ?? 0), fresh)
       : undefined;
     return [{ elemType, dims, value }];
   }
@@ -515,10 +594,7 @@ function inferNode(
       const parts = ins.map((i) => i!.dims![axis]);
       if (parts.every((p) => typeof p === "number")) {
         dims[axis] = (parts as number[]).reduce((a, b) => a + b, 0);
-      } else {
-        const nz = parts.filter((p) => p !== 0);
-        dims[axis] = nz.length === 1 ? nz[0] : fresh();
-      }
+      } else dims[axis] = parts.reduce((a, b) => dimAdd(a, b, 1, fresh), 0 as Dim);
       for (let d = 0; d < r; d++) {
         if (d === axis) continue;
         const b = broadcast(ins.map((i) => [i!.dims![d]]), fresh);
@@ -750,7 +826,7 @@ function inferNode(
       if (typeof s === "number" && typeof l === "number" && typeof dlt === "number") {
         n = Math.max(Math.ceil((l - s) / dlt), 0);
         if (n <= MAX_VALUE) value = Array.from({ length: n }, (_, i) => s + i * dlt);
-      } else if (s === 0 && dlt === 1 && typeof l === "string") n = l;
+      } else if (dlt === 1 && s !== undefined && l !== undefined) n = dimAdd(l, s, -1, fresh);
       return [{ elemType, dims: [n], value }];
     }
     case "NonZero":

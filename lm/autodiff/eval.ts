@@ -1,7 +1,14 @@
 // A small ONNX evaluator in float64. Two uses: (1) the gradient builder runs it in "shape mode"
 // (big float tensors carry only dims; shape subgraphs carry values) to learn ranks, dtypes and
 // broadcast axes at example dims; (2) tests run it fully as the float64 reference.
-import { type AttributeProto, DataType, type ModelProto, type NodeProto, onnx } from "../onnx.ts";
+import {
+  type AttributeProto,
+  DataType,
+  INT_TYPES,
+  type ModelProto,
+  type NodeProto,
+  onnx,
+} from "../onnx.ts";
 import type { TensorProto } from "../onnx.ts";
 
 export interface ETensor {
@@ -27,16 +34,6 @@ export const FLOAT_TYPES = new Set<number>([
   DataType.DOUBLE,
   DataType.FLOAT16,
   DataType.BFLOAT16,
-]);
-const INT_TYPES = new Set<number>([
-  DataType.INT64,
-  DataType.INT32,
-  DataType.INT16,
-  DataType.INT8,
-  DataType.UINT8,
-  DataType.UINT16,
-  DataType.UINT32,
-  DataType.UINT64,
 ]);
 
 export const numel = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);
@@ -780,6 +777,73 @@ export function evalNode(
         const col = i % n, row = Math.floor(i / n) % m;
         const keep = upper ? col - row >= k : col - row <= k;
         if (!keep) out[i] = 0;
+      }
+      return [{ dtype: x.dtype, dims: x.dims.slice(), data: out }];
+    }
+    // Ops of Hugging Face mask and position subgraphs (transformers' SDPA / cache_position code).
+    case "IsNaN":
+      return [elementwise([x], DataType.BOOL, (v) => Number(Number.isNaN(v)), what)];
+    case "IsInf": {
+      const pos = attrInt(node, "detect_positive", 1), neg = attrInt(node, "detect_negative", 1);
+      const f = (v: number) => Number((pos && v === Infinity) || (neg && v === -Infinity));
+      return [elementwise([x], DataType.BOOL, f, what)];
+    }
+    case "Mod": {
+      const fmod = attrInt(node, "fmod", 0);
+      const f = (a: number, b: number) => (fmod ? a % b : ((a % b) + b) % b);
+      return [elementwise([x, ins[1]!], x.dtype, f, what)];
+    }
+    case "CumSum": {
+      const axis = intsOf(ins[1], what)[0];
+      const excl = attrInt(node, "exclusive", 0), rev = attrInt(node, "reverse", 0);
+      return [lanes(x, axis, (v) => {
+        const n = v.length, src = Float64Array.from(v);
+        let acc = 0;
+        for (let j = 0; j < n; j++) {
+          const i = rev ? n - 1 - j : j;
+          if (excl) {
+            v[i] = acc;
+            acc += src[i];
+          } else {
+            acc += src[i];
+            v[i] = acc;
+          }
+        }
+      })];
+    }
+    case "Tile": {
+      const rep = intsOf(ins[1], what);
+      const dims = x.dims.map((d, i) => d * rep[i]);
+      if (!x.data) return [{ dtype: x.dtype, dims, data: null }];
+      const xs = strides(x.dims), r = dims.length, pos = new Array(r).fill(0);
+      const out = new Float64Array(numel(dims));
+      for (let o = 0; o < out.length; o++) {
+        let k = 0;
+        for (let d = 0; d < r; d++) k += (pos[d] % x.dims[d]) * xs[d];
+        out[o] = x.data[k];
+        for (let d = r - 1; d >= 0; d--) {
+          if (++pos[d] < dims[d]) break;
+          pos[d] = 0;
+        }
+      }
+      return [{ dtype: x.dtype, dims, data: out }];
+    }
+    case "ScatterND": {
+      const ind = ins[1]!, upd = ins[2]!;
+      if (attrString(node, "reduction", "none") !== "none") {
+        throw new EvalError(`${what}: only reduction "none" is supported`);
+      }
+      if (!x.data || !ind.data || !upd.data) return [{ ...x, dims: x.dims.slice(), data: null }];
+      const k = ind.dims.at(-1)!, xs = strides(x.dims);
+      const slice = numel(x.dims.slice(k)), n = numel(ind.dims.slice(0, -1));
+      const out = Float64Array.from(x.data);
+      for (let i = 0; i < n; i++) {
+        let base = 0;
+        for (let d = 0; d < k; d++) {
+          const q = ind.data[i * k + d];
+          base += (q < 0 ? q + x.dims[d] : q) * xs[d];
+        }
+        for (let j = 0; j < slice; j++) out[base + j] = upd.data[i * slice + j];
       }
       return [{ dtype: x.dtype, dims: x.dims.slice(), data: out }];
     }
