@@ -17,7 +17,7 @@ const gpu = await acquireGpu({ log: false });
 const model = decodeModel(
   await Deno.readFile(new URL("../fixtures/tiny-neox/tiny-neox.onnx", import.meta.url)),
 );
-const ep = chooseEp(gpu, "auto");
+const ep = await chooseEp("auto");
 const B = 8, T = 128, batches = 8;
 const val = new SequenceBatches(
   packSequences([byteTokenizer.encode((await loadBrown()).validation)], T),

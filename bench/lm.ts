@@ -1,10 +1,20 @@
-// The LM cost of one KL fine-tune step on tiny-neox, 8×128 tokens: tap forward (clean logits,
-// log-probs, hook tensor) + suffix forward + suffix backward (∂ mean KL / ∂ hook), as a multiple
-// of one plain forward, on the wasm and WebGPU EPs. The floor is ≈ 3 when the hook is near the
-// input (backward ≈ 2× forward); later hooks leave a shorter suffix.
-import { decodeModel, encodeModel, type ModelProto } from "../lm/onnx.ts";
-import { createSession, type ExecutionProvider, type LmSession, ort } from "../lm/session.ts";
-import { klStepModel, suffixWithLosses, tapModel } from "../lm/splice_grad.ts";
+// The LM cost of one KL fine-tune step on tiny-neox, 8×128 tokens: the prefix forward (clean
+// activations at the hook) + the KL session (lm/step_graphs.ts: clean suffix, spliced suffix, KL
+// and its backward to the spliced activations), as a multiple of one plain forward, and the
+// forward's tokens/s, on the native runtime's cpu EP (and cuda where it starts) and ONNX Runtime
+// Web's wasm and WebGPU EPs (BENCH_EPS=cpu,wasm picks some). With a suffix of share f of a
+// forward, the floor is ≈ 1 + f·(1 + bwd/fwd) ≈ 1 + 3f (backward ≈ 2× forward).
+import { decodeModel, type ModelProto } from "../lm/onnx.ts";
+import {
+  createSession,
+  type ExecutionProvider,
+  type LmSession,
+  ort,
+  runtimeOf,
+  runtimeStatus,
+} from "../lm/session.ts";
+import { klStepGraph, positionMask } from "../lm/step_graphs.ts";
+import { prefix } from "../lm/surgery.ts";
 import { acquireGpu } from "../gpu/device.ts";
 import { printTable, writeJson } from "./_report.ts";
 
@@ -16,7 +26,7 @@ const model = decodeModel(
 );
 
 const session = (m: ModelProto, ep: ExecutionProvider, device?: GPUDevice): Promise<LmSession> =>
-  createSession(encodeModel(m), { ep, device });
+  createSession(m, { ep, device });
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -26,8 +36,15 @@ const ids = new ort.Tensor(
   [B, T],
 );
 const gpu = await acquireGpu({ log: false });
+const EPS = (Deno.env.get("BENCH_EPS")?.split(",") ??
+  [
+    ...((await runtimeStatus()).eps.cuda.available ? ["cuda"] : []),
+    "cpu",
+    "wasm",
+    "webgpu",
+  ]) as ExecutionProvider[];
 const rows: Record<string, string | number>[] = [];
-for (const ep of ["wasm", "webgpu"] as ExecutionProvider[]) {
+for (const ep of EPS) {
   const device = ep === "webgpu" ? gpu.device : undefined;
   // Every timed call, in a round-robin so that load from other processes hits all alike.
   const jobs: { key: string; run: () => Promise<unknown>; times: number[] }[] = [];
@@ -36,15 +53,20 @@ for (const ep of ["wasm", "webgpu"] as ExecutionProvider[]) {
   const sessions: LmSession[] = [full];
   for (const layer of HOOKS) {
     const hook = `/blocks.${layer}/Add_2_output_0`;
-    const tap = await session(tapModel(model, hook), ep, device);
-    const fwd = await session(suffixWithLosses(model, hook), ep, device);
-    const step = await session(klStepModel(model, hook), ep, device);
-    sessions.push(tap, fwd, step);
-    const tapOut = await tap.run({ input_ids: ids });
-    const feeds = { hook: tapOut[hook], logprobs_clean: tapOut["logprobs_clean"], labels: ids };
-    jobs.push({ key: `tap${layer}`, run: () => tap.run({ input_ids: ids }), times: [] });
-    jobs.push({ key: `fwd${layer}`, run: () => fwd.run(feeds), times: [] });
-    jobs.push({ key: `step${layer}`, run: () => step.run(feeds), times: [] });
+    const pre = await session(prefix(model, hook), ep, device);
+    const step = await session(klStepGraph(model, hook), ep, device);
+    sessions.push(pre, step);
+    const x = (await pre.run({ input_ids: ids }))[hook];
+    const xd = await x.getData() as Float32Array;
+    const feeds = {
+      hook_clean: x,
+      hook: new ort.Tensor("float32", xd.map((v, i) => v * (1 + 0.05 * Math.sin(i))), x.dims),
+      kl_mask: new ort.Tensor("float32", positionMask(B, T), [B, T]),
+      input_ids: ids,
+    };
+    const stepFeeds = Object.fromEntries(step.inputNames.map((n) => [n, feeds[n as "hook"]]));
+    jobs.push({ key: `pre${layer}`, run: () => pre.run({ input_ids: ids }), times: [] });
+    jobs.push({ key: `step${layer}`, run: () => step.run(stepFeeds), times: [] });
   }
   for (const j of jobs) await j.run(); // warm-up: shader compilation, allocations
   for (let r = 0; r < REPS; r++) {
@@ -57,17 +79,16 @@ for (const ep of ["wasm", "webgpu"] as ExecutionProvider[]) {
   for (const s of sessions) await s.release();
   const t = (k: string) => median(jobs.find((j) => j.key === k)!.times);
   for (const layer of HOOKS) {
-    const [tap, fwd, step] = [t(`tap${layer}`), t(`fwd${layer}`), t(`step${layer}`)];
+    const [pre, step] = [t(`pre${layer}`), t(`step${layer}`)];
     rows.push({
+      runtime: runtimeOf(ep),
       ep,
       hook_block: layer,
+      fwd_tok_s: Math.round(B * T / (t("full") / 1000)),
       full_fwd_ms: t("full"),
-      tap_fwd_ms: tap,
-      suffix_fwd_ms: fwd,
-      suffix_fwd_bwd_ms: step,
-      backward_ms: step - fwd,
-      bwd_over_suffix_fwd: (step - fwd) / fwd,
-      kl_step_over_fwd: (tap + step) / t("full"),
+      prefix_fwd_ms: pre,
+      kl_session_ms: step,
+      kl_step_over_fwd: (pre + step) / t("full"),
     });
   }
 }
@@ -77,9 +98,8 @@ console.log(
 );
 printTable(rows);
 console.log(
-  "kl_step = tap forward + suffix forward + suffix backward. The suffix holds only the blocks after\n" +
-    "the hook (plus ln_f, unembedding and the KL head), so kl_step/fwd ≈ tap/fwd + f·(1 + bwd/fwd)\n" +
-    "with f the suffix's share of a forward.",
+  "kl_step = prefix forward + KL session (clean suffix + spliced suffix + spliced backward). The\n" +
+    "suffix holds only the blocks after the hook (plus ln_f, unembedding and the KL head).",
 );
 const path = await writeJson("lm", {
   batch: B,

@@ -1,10 +1,12 @@
 import { Hono } from "hono";
 import type { AppDeps } from "./app.ts";
-import { ort } from "../lm/session.ts";
+import { runtimeInfo, runtimeOf, runtimeStatus } from "../lm/session.ts";
 
 export function healthRoutes(deps: AppDeps) {
-  return new Hono().get("/", (c) => {
+  return new Hono().get("/", async (c) => {
     const { gpu, database } = deps;
+    // Probed once per process (a one-node session per EP), then cached.
+    const rt = await runtimeStatus();
     return c.json({
       status: gpu.lostReason ? "degraded" : "ok",
       gpu: {
@@ -14,7 +16,17 @@ export function healthRoutes(deps: AppDeps) {
         features: gpu.info.features,
         limits: gpu.info.limits,
       },
-      onnxruntime: ort.env.versions.web ?? ort.env.versions.common,
+      onnxruntime: {
+        versions: rt.versions,
+        auto: runtimeInfo(rt.auto),
+        eps: {
+          ...rt.eps,
+          // ORT Web's WebGPU EP runs on our device: it is available while the device is.
+          webgpu: gpu.lostReason
+            ? { runtime: runtimeOf("webgpu"), available: false, reason: gpu.lostReason }
+            : { runtime: runtimeOf("webgpu"), available: true },
+        },
+      },
       database: { kind: database.kind },
       uptimeSeconds: Math.round((performance.now() - deps.startedAt) / 1000),
     });

@@ -38,7 +38,12 @@ function log(s: string) {
 }
 
 /** Follows a fine-tune's SSE stream to its end, logging its metrics; returns its result. */
-function follow(url: string, id: string, label: string): Promise<{ eval: Eval; sae: string }> {
+type Runtime = { name: string; ep: string };
+function follow(
+  url: string,
+  id: string,
+  label: string,
+): Promise<{ eval: Eval; sae: string; runtime: Runtime }> {
   return followEvents(`${url}/finetunes/${id}/events`, label, (event, data) => {
     if (event === "metrics") {
       const m = data as Record<string, number>;
@@ -100,7 +105,7 @@ try {
     eval_sequences: evalSequences,
   };
   log(`arms: mse and kl_mse, ${tokens} tokens each at lr ${lr}, identical data (seed 1)`);
-  const arms: Record<string, { eval: Eval; sae: string }> = {};
+  const arms: Record<string, { eval: Eval; sae: string; runtime: Runtime }> = {};
   const jobs = {
     mse: await api<{ id: string }>(`${url}/finetunes`, {
       method: "POST",
@@ -147,6 +152,8 @@ try {
   for (const r of rows) console.log(r.map(fmt).join(""));
   const reduction = (arms.mse.eval.ceGap - arms.kl_mse.eval.ceGap) / arms.mse.eval.ceGap;
   console.log(`CE-gap reduction of kl_mse over mse: ${(100 * reduction).toFixed(1)}%`);
+  const runtime = arms.kl_mse.runtime;
+  log(`LM on ${runtime.name}, ep ${runtime.ep}`);
   const summary = {
     tokensPerArm: tokens,
     lr,
@@ -154,6 +161,7 @@ try {
     averaging: "pooled over tokens",
     arms: Object.fromEntries(Object.entries(arms).map(([k, r]) => [k, r.eval])),
     ceGapReduction: reduction,
+    runtime,
     seconds: (performance.now() - t0) / 1000,
   };
   if (a.out) {

@@ -69,7 +69,7 @@ export const ExperimentConfig = z.object({
   stability_every: z.number().int().min(1).default(16).describe(
     "steps between weight-stability samples (App. H)",
   ),
-  ep: z.enum(["auto", "wasm", "webgpu"]).default("auto"),
+  ep: z.enum(["auto", "cpu", "cuda", "webgpu", "wasm"]).default("auto"),
 }).strict().refine((c) => c.arms.length > 0 || c.sweep, {
   message: "give at least one arm, or a sweep",
   path: ["arms"],
