@@ -1,11 +1,14 @@
 // CE-eval: for a model, hook, SAE and token batches, the LM's next-token CE clean, with the SAE's
 // reconstruction spliced in, with the hook zero-ablated and mean-ablated; the fraction of CE
-// recovered; KL(p_clean ‖ p_spliced); reconstruction metrics; CE and KL per position. One tap
-// forward and three suffix forwards per batch. Averages are pooled over tokens.
+// recovered; KL(p_clean ‖ p_spliced); reconstruction metrics; CE and KL per position. Per batch one
+// prefix forward (the clean activations) and one session that runs the clean suffix and the three
+// spliced ones (lm/step_graphs.ts ceEvalGraph): the [B, T, V] log-probs never leave it. Averages are
+// pooled over tokens.
 import type { ModelProto } from "../lm/onnx.ts";
-import { encodeModel } from "../lm/onnx.ts";
-import { createSession, type ExecutionProvider, type LmSession, ort } from "../lm/session.ts";
-import { suffixWithLosses, tapModel } from "../lm/splice_grad.ts";
+import { createSessions, type ExecutionProvider, type LmSession, ort } from "../lm/session.ts";
+import { feedsFor } from "../lm/signature.ts";
+import { ceEvalGraph } from "../lm/step_graphs.ts";
+import { prefix as prefixOf } from "../lm/surgery.ts";
 import { resolveHook } from "../lm/hooks.ts";
 import { type Activations, ReconAccumulator, type ReconMetrics } from "./recon_metrics.ts";
 
@@ -67,9 +70,11 @@ export interface CeEvalResult {
 }
 
 export interface EvalSessions {
-  tap: LmSession;
+  /** The LM up to the hook: the clean activations. */
+  clean: LmSession;
+  /** ceEvalGraph with three variants: spliced, zero-ablated, mean-ablated. */
   suffix: LmSession;
-  /** Where the hook activations come from when not the tap (an LM adapted before the hook). */
+  /** Where the SAE's input comes from when not the clean prefix (an LM adapted before the hook). */
   prefix?: LmSession;
   hookName: string;
   release(): Promise<void>;
@@ -85,22 +90,20 @@ export async function createEvalSessions(
   /** The LM up to the hook when the spliced run's differs from `model` (LoRA before the hook). */
   prefixModel?: ModelProto,
 ): Promise<EvalSessions> {
-  const tap = await createSession(encodeModel(tapModel(model, hook)), { ep, device });
-  const suffix = await createSession(encodeModel(suffixWithLosses(suffixModel, hook)), {
-    ep,
-    device,
-  });
-  const prefix = prefixModel
-    ? await createSession(encodeModel(prefixModel), { ep, device })
-    : undefined;
+  const opts = { ep, device };
+  const [clean, suffix, prefix] = await createSessions([
+    { model: prefixOf(model, hook), opts },
+    { model: ceEvalGraph(model, hook, 3, { spliced: suffixModel }), opts },
+    prefixModel ? { model: prefixModel, opts } : null,
+  ]);
   return {
-    tap,
-    suffix,
-    prefix,
+    clean: clean!,
+    suffix: suffix!,
+    prefix: prefix ?? undefined,
     hookName: hook,
     release: async () => {
-      await tap.release();
-      await suffix.release();
+      await clean!.release();
+      await suffix!.release();
       await prefix?.release();
     },
   };
@@ -143,32 +146,27 @@ export async function ceEval(opts: CeEvalOptions, sessions?: EvalSessions): Prom
       if (ids.length !== B * T) {
         throw new EvalError(`a batch has ${ids.length} tokens; expected ${B}×${T}`);
       }
-      const idsT = new ort.Tensor("int64", ids, [B, T]);
-      let tapOut: Record<string, ort.Tensor>;
+      const lmIn = { ids, batch: B, seq: T };
+      const runPrefix = (p: LmSession) => p.run(feedsFor(p.inputNames, {}, lmIn));
+      let cleanOut: Record<string, ort.Tensor>;
       try {
-        tapOut = await sessions.tap.run({ [sessions.tap.inputNames[0]]: idsT });
+        cleanOut = await runPrefix(sessions.clean);
       } catch (e) {
-        throw new EvalError(
-          `the LM failed on a [${B}, ${T}] batch (is ${T} beyond its context?): ${
-            (e as Error).message
-          }`,
-        );
+        throw new EvalError(`the LM failed on a [${B}, ${T}] batch: ${(e as Error).message}`);
       }
-      const hookOut = tapOut[opts.hook];
-      if (!hookOut) throw new EvalError(`the tap session has no output for hook "${opts.hook}"`);
+      const hookOut = cleanOut[sessions.clean.outputNames[0]];
       d = hookOut.dims[2];
       if (d !== opts.sae.dIn) {
         throw new EvalError(
           `the SAE reads ${opts.sae.dIn}-wide activations but hook "${opts.hook}" is ${d} wide`,
         );
       }
-      const x = Float32Array.from(
-        (sessions.prefix
-          ? (await sessions.prefix.run({ [sessions.prefix.inputNames[0]]: idsT }))[
-            sessions.prefix.outputNames[0]
-          ]
-          : hookOut).data as Float32Array,
-      );
+      const xClean = hookOut.data as Float32Array;
+      const x = sessions.prefix
+        ? Float32Array.from(
+          (await runPrefix(sessions.prefix))[sessions.prefix.outputNames[0]].data as Float32Array,
+        )
+        : xClean;
       // Positions left out keep their original activations in every spliced run.
       const keep = new Uint8Array(B * T);
       for (let b = 0; b < B; b++) {
@@ -194,25 +192,18 @@ export async function ceEval(opts: CeEvalOptions, sessions?: EvalSessions): Prom
         }
         return out;
       };
-      const run = (hook: Float32Array) => {
-        const feeds: Record<string, ort.Tensor> = {
-          hook: new ort.Tensor("float32", hook, [B, T, d]),
-          logprobs_clean: tapOut["logprobs_clean"],
-          labels: idsT,
-        };
-        for (const n of sessions!.suffix.inputNames) if (!(n in feeds)) feeds[n] = idsT;
-        return sessions!.suffix.run(feeds);
-      };
-      const sp = await run(spliceIn((r, i) => xhat[r * d + i]));
-      const zero = await run(spliceIn(() => 0));
-      const meanOut = await run(spliceIn((_, i) => mean[i] / Math.max(nk, 1)));
-      const lp = tapOut["logprobs_clean"].data as Float32Array;
-      const V = tapOut["logprobs_clean"].dims[2];
-      const ceS = sp["ce_per_token"].data as Float32Array,
-        ceZ = zero["ce_per_token"].data as Float32Array;
-      const ceM = meanOut["ce_per_token"].data as Float32Array;
-      const klS = sp["kl_per_token"].data as Float32Array,
-        klZ = zero["kl_per_token"].data as Float32Array;
+      const act = (a: Float32Array) => new ort.Tensor("float32", a, [B, T, d]);
+      const out = await sessions.suffix.run(feedsFor(sessions.suffix.inputNames, {
+        hook_clean: act(xClean),
+        hook_0: act(spliceIn((r, i) => xhat[r * d + i])),
+        hook_1: act(spliceIn(() => 0)),
+        hook_2: act(spliceIn((_, i) => mean[i] / Math.max(nk, 1))),
+        labels: new ort.Tensor("int64", ids, [B, T]),
+      }, lmIn));
+      const ceC = out["ce_clean"].data as Float32Array;
+      const ceS = out["ce_0"].data as Float32Array, ceZ = out["ce_1"].data as Float32Array;
+      const ceM = out["ce_2"].data as Float32Array;
+      const klS = out["kl_0"].data as Float32Array, klZ = out["kl_1"].data as Float32Array;
       for (let b = 0; b < B; b++) {
         for (let t = 0; t < T; t++) {
           const r = b * T + t;
@@ -224,7 +215,7 @@ export async function ceEval(opts: CeEvalOptions, sessions?: EvalSessions): Prom
           pos.nKl[t]++;
           if (t === T - 1) continue;
           const c = b * (T - 1) + t;
-          const ceClean = -lp[r * V + Number(ids[r + 1])];
+          const ceClean = ceC[c];
           sums.clean += ceClean;
           sums.spliced += ceS[c];
           sums.zero += ceZ[c];

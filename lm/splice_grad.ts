@@ -6,21 +6,24 @@
 // ce at positions 0..T−2 against the next token; gradients are of the means over tokens.
 import {
   type AttributeProto,
+  cloneModel,
   DataType,
-  encodeModel,
   type ModelProto,
   type NodeProto,
   onnx,
   type ValueInfoProto,
 } from "./onnx.ts";
 import { buildGradient, exampleShapes } from "./autodiff/builder.ts";
-import { createSession, type ExecutionProvider, type LmSession, ort } from "./session.ts";
+import { createSessions, type ExecutionProvider, type LmSession, ort } from "./session.ts";
+import { feedsFor } from "./signature.ts";
 
 export class SpliceGradError extends Error {
   override name = "SpliceGradError";
 }
 
-const clone = (m: ModelProto) => onnx.ModelProto.decode(onnx.ModelProto.encode(m).finish());
+// Clones share the weights' bytes (cloneModel): a re-encode would copy them, and fail past
+// protobuf's 2 GB.
+const clone = cloneModel;
 
 function attrsOf(a: Record<string, number | number[]>): AttributeProto[] {
   const T = onnx.AttributeProto.AttributeType;
@@ -175,25 +178,14 @@ export function suffixGradModel(model: ModelProto, hook: string): ModelProto {
   return m;
 }
 
-/**
- * The KL training step's suffix: outputs kl_mean and grad_kl_hook only (no CE backward).
- * Inputs as suffixWithLosses.
- */
-export function klStepModel(model: ModelProto, hook: string): ModelProto {
-  return buildGradient(suffixWithLosses(model, hook), {
-    loss: "kl_mean",
-    wrt: ["hook"],
-    gradName: () => "grad_kl_hook",
-    keepOutputs: false,
-  });
-}
-
 export interface SpliceInputs {
   inputIds: BigInt64Array;
   recon: Float32Array;
   /** [B, T] */
   batch: number;
   seq: number;
+  /** [B, T] padding mask (1 = token); ones when absent. */
+  attentionMask?: BigInt64Array;
 }
 
 export interface F32 {
@@ -214,8 +206,10 @@ export async function createSpliceGradSessions(
   opts: { ep: ExecutionProvider; device?: GPUDevice },
 ): Promise<SpliceGradSessions> {
   const logits = logitsName(model);
-  const tap = await createSession(encodeModel(tapModel(model, hook)), opts);
-  const suffix = await createSession(encodeModel(suffixGradModel(model, hook)), opts);
+  const [tap, suffix] = (await createSessions([
+    { model: tapModel(model, hook), opts },
+    { model: suffixGradModel(model, hook), opts },
+  ])) as LmSession[];
   return {
     tap,
     suffix,
@@ -239,20 +233,19 @@ export async function spliceGrad(
 ): Promise<Record<string, F32>> {
   const { batch: B, seq: T } = inp;
   const ids = new ort.Tensor("int64", inp.inputIds, [B, T]);
-  const tapOut = await s.tap.run({ [s.tap.inputNames[0]]: ids });
+  const lm = { ids: inp.inputIds, batch: B, seq: T, mask: inp.attentionMask };
+  const tapOut = await s.tap.run(feedsFor(s.tap.inputNames, {}, lm));
   const hookName = s.tap.outputNames.find((n) => n !== s.logits && n !== "logprobs_clean")!;
   const d = tapOut[hookName].dims.at(-1)!;
   if (inp.recon.length !== B * T * d) {
     throw new SpliceGradError(`recon has ${inp.recon.length} values; the hook is [${B},${T},${d}]`);
   }
   const feeds = (hook: Float32Array): Record<string, ort.Tensor> => {
-    const f: Record<string, ort.Tensor> = {
+    return feedsFor(s.suffix.inputNames, {
       hook: new ort.Tensor("float32", hook, [B, T, d]),
       logprobs_clean: tapOut["logprobs_clean"],
       labels: ids,
-    };
-    for (const n of s.suffix.inputNames) if (!(n in f)) f[n] = ids;
-    return f;
+    }, lm);
   };
   const sp = await s.suffix.run(feeds(inp.recon));
   const zero = await s.suffix.run(feeds(new Float32Array(B * T * d)));

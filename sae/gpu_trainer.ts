@@ -108,14 +108,20 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
    * such as LoRA on the SAE read them); returns the SAE's auxiliary loss.
    */
   abstract backward(
-    o: { wMse: number; gExt: Float32Array | null; wExt: number; l1?: number },
+    o: { wMse: number; gExt: Float32Array | GPUBuffer | null; wExt: number; l1?: number },
   ): Promise<{ aux: number }>;
 
   /** Dead latents after the last step. */
   protected lastDead = 0;
 
   async backwardAndStep(
-    o: { wMse: number; gExt: Float32Array | null; wExt: number; lr: number; l1?: number },
+    o: {
+      wMse: number;
+      gExt: Float32Array | GPUBuffer | null;
+      wExt: number;
+      lr: number;
+      l1?: number;
+    },
   ): Promise<{ gradNorm: number; aux: number; dead: number }> {
     const { aux } = await this.backward(o);
     const { gradNorm, dead } = await this.optimizerStep(o.lr);

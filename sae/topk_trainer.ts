@@ -9,6 +9,7 @@
 import { createBuffer, readF32, readU32, write } from "../gpu/buffers.ts";
 import { Matmul } from "../gpu/matmul.ts";
 import { TopK, TOPK_MAX_K } from "../gpu/topk.ts";
+import { ReconstructionMetrics } from "../gpu/metrics.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import { GpuSaeTrainer, type TrainerOptions } from "./gpu_trainer.ts";
 import type { Sae } from "./types.ts";
@@ -90,6 +91,8 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
   readonly auxCoef: number;
   readonly maxChunkRows: number;
   #batch: Batch | null = null;
+  /** Batch metrics on the GPU, for forwardGpu (whose x never reaches the host). */
+  #metrics: ReconstructionMetrics | null = null;
   #index: { count: GPUBuffer; offs: GPUBuffer; cursor: GPUBuffer; zeroBias: GPUBuffer };
 
   constructor(gpu: GpuContext, sae: Sae, opts: TopKTrainerOptions) {
@@ -241,12 +244,64 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
   }
 
   async forward(x: Float32Array, n: number, inference = false) {
-    const d = this.dIn, P = this.params;
+    const d = this.dIn;
     if (x.length !== n * d) {
       throw new RangeError(`forward: x has ${x.length} values, expected ${n}×${d}`);
     }
     const b = this.#batchFor(n);
     write(this.device, b.x, x);
+    this.#encodeForward(b, n, inference);
+    const xhat = await readF32(this.device, b.xhat, n * d);
+    if (b.auxOn) {
+      // The auxk residual x − x̂ is formed on the host in the backward.
+      b.hostX = x.slice();
+      b.hostXhat = xhat;
+    }
+    return { xhat, mse: this.mseOf(x, xhat), l0: await this.#l0(b, n) };
+  }
+
+  /**
+   * forward() for activations already on the GPU (an ONNX Runtime WebGPU output): x is copied on
+   * the device and x̂ stays there (the returned buffer is the trainer's, valid until the next
+   * forward). Only the metrics come back to the host.
+   */
+  async forwardGpu(x: GPUBuffer, n: number, inference = false) {
+    const d = this.dIn;
+    if (x.size < n * d * 4) {
+      throw new RangeError(`forwardGpu: x holds ${x.size} bytes, expected ${n}×${d} floats`);
+    }
+    const b = this.#batchFor(n);
+    const copy = this.device.createCommandEncoder({ label: "sae.forward.x" });
+    copy.copyBufferToBuffer(x, 0, b.x, 0, n * d * 4);
+    this.device.queue.submit([copy.finish()]);
+    this.#encodeForward(b, n, inference);
+    if (b.auxOn) {
+      b.hostX = await readF32(this.device, b.x, n * d);
+      b.hostXhat = await readF32(this.device, b.xhat, n * d);
+    }
+    this.#metrics ??= new ReconstructionMetrics(this.device, d, n);
+    if (this.#metrics.maxTokens < n) {
+      this.#metrics.destroy();
+      this.#metrics = new ReconstructionMetrics(this.device, d, n);
+    }
+    const m = await this.#metrics.compute({
+      x: b.x,
+      xHat: b.xhat,
+      nTokens: n,
+      acts: { kind: "sparse", idx: b.idx, val: b.val, k: this.k },
+    });
+    return { xhat: b.xhat, mse: m.mse, fvu: m.fvu, l0: m.l0 };
+  }
+
+  async #l0(b: Batch, n: number): Promise<number> {
+    const val = await readF32(this.device, b.val, n * this.k);
+    let active = 0;
+    for (const v of val) if (v > 0) active++;
+    return active / n;
+  }
+
+  #encodeForward(b: Batch, n: number, inference: boolean): void {
+    const d = this.dIn, P = this.params;
     // auxk selects among the latents dead so far; it needs the pre-activations, so here.
     b.auxOn = !inference && this.lastDead > 0 && this.auxK > 0 && this.auxCoef > 0;
     const a = b.auxOn ? this.#auxFor(b) : null;
@@ -284,26 +339,26 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     this.#sparse(pass, "decode", [b.idx, b.val, P.W_dec, P.b_dec, b.xhat], n * d, n);
     pass.end();
     this.device.queue.submit([enc.finish()]);
-    const xhat = await readF32(this.device, b.xhat, n * d);
-    if (b.auxOn) {
-      // The auxk residual x − x̂ is formed on the host in the backward.
-      b.hostX = x.slice();
-      b.hostXhat = xhat;
-    }
-    const val = await readF32(this.device, b.val, n * this.k);
-    let active = 0;
-    for (const v of val) if (v > 0) active++;
-    return { xhat, mse: this.mseOf(x, xhat), l0: active / n };
   }
 
-  async backward(o: { wMse: number; gExt: Float32Array | null; wExt: number }) {
+  async backward(o: { wMse: number; gExt: Float32Array | GPUBuffer | null; wExt: number }) {
     const b = this.#batch;
     if (!b) throw new Error("backwardAndStep before forward");
     const n = b.n, d = this.dIn, m = this.dSae, k = this.k, P = this.params, G = this.grads;
-    if (o.gExt && o.gExt.length !== n * d) {
-      throw new RangeError(`∂KL/∂x̂ has ${o.gExt.length} values, expected ${n * d}`);
+    if (o.gExt instanceof GPUBuffer) {
+      // ∂KL/∂x̂ straight from ONNX Runtime's WebGPU output: copied on the device.
+      if (o.gExt.size < n * d * 4) {
+        throw new RangeError(`∂KL/∂x̂ holds ${o.gExt.size} bytes, expected ${n}×${d} floats`);
+      }
+      const copy = this.device.createCommandEncoder({ label: "sae.backward.dx" });
+      copy.copyBufferToBuffer(o.gExt, 0, b.dx, 0, n * d * 4);
+      this.device.queue.submit([copy.finish()]);
+    } else {
+      if (o.gExt && o.gExt.length !== n * d) {
+        throw new RangeError(`∂KL/∂x̂ has ${o.gExt.length} values, expected ${n * d}`);
+      }
+      write(this.device, b.dx, o.gExt ?? new Float32Array(n * d));
     }
-    write(this.device, b.dx, o.gExt ?? new Float32Array(n * d));
     this.#encode("sae.backward", (pass) => {
       this.runDense(pass, "dxhat", "dxhat", [b.xhat, b.x, b.dx], n * d, {
         rows: n,
@@ -435,5 +490,6 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
   override release(): void {
     super.release();
     for (const b of Object.values(this.#index)) b.destroy();
+    this.#metrics?.destroy();
   }
 }

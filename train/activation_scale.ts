@@ -1,7 +1,8 @@
 // The activation-scaling factor s (E‖s·x‖² = d_in) of a hook, estimated on a few token batches
 // through the LM prefix, before training from scratch (SAELens' normalize_activations).
-import { encodeModel, type ModelProto } from "../lm/onnx.ts";
-import { createSession, type ExecutionProvider, ort } from "../lm/session.ts";
+import type { ModelProto } from "../lm/onnx.ts";
+import { feedsFor } from "../lm/signature.ts";
+import { createSession, type ExecutionProvider } from "../lm/session.ts";
 import { prefix } from "../lm/surgery.ts";
 import { ScalingEstimator } from "../sae/scaling.ts";
 import type { Batches } from "./finetune.ts";
@@ -16,15 +17,16 @@ export async function estimateActivationScale(o: {
   seqLen: number;
   batches: number;
 }): Promise<number> {
-  const s = await createSession(encodeModel(prefix(o.model, o.hook)), {
+  const s = await createSession(prefix(o.model, o.hook), {
     ep: o.ep,
     device: o.device,
   });
   try {
     let est: ScalingEstimator | null = null;
     for (let b = 0; b < o.batches; b++) {
-      const ids = new ort.Tensor("int64", o.data.next(), [o.batchSize, o.seqLen]);
-      const h = (await s.run({ [s.inputNames[0]]: ids }))[s.outputNames[0]];
+      const ids = o.data.next();
+      const feeds = feedsFor(s.inputNames, {}, { ids, batch: o.batchSize, seq: o.seqLen });
+      const h = (await s.run(feeds))[s.outputNames[0]];
       est ??= new ScalingEstimator(Number(h.dims.at(-1)));
       est.add(h.data as Float32Array);
     }

@@ -5,7 +5,14 @@
 // get distinct primes ≥ 3), with shape subgraphs computed and big float tensors carried as dims
 // only. Axes that are 1 at example dims and broadcast against a bigger dim are literal 1s, so the
 // un-broadcast ReduceSum axes found there hold for every run.
-import { DataType, type ModelProto, type NodeProto, onnx, type ValueInfoProto } from "../onnx.ts";
+import {
+  cloneModel,
+  DataType,
+  type ModelProto,
+  type NodeProto,
+  onnx,
+  type ValueInfoProto,
+} from "../onnx.ts";
 import {
   type ETensor,
   evalGraph,
@@ -17,6 +24,7 @@ import {
   UNKNOWN,
 } from "./eval.ts";
 import { RULES } from "./rules/index.ts";
+import { parseLin } from "../shapes.ts";
 
 export class NoGradientRuleError extends Error {
   override name = "NoGradientRuleError";
@@ -131,12 +139,25 @@ function dimsOfValueInfo(
 ): number[] {
   const shp = v.type?.tensorType?.shape;
   if (!shp) throw new GradientBuildError(`input "${v.name}" has no shape; give the export a shape`);
-  return (shp.dim ?? []).map((d) => {
-    const dv = d.dimValue ? toNum(d.dimValue) : 0;
-    if (dv > 0) return dv;
-    const p = d.dimParam || `?${v.name}`;
-    example[p] ??= next();
-    return example[p];
+  return (shp.dim ?? []).map((d, i) => {
+    // A dim_value of 0 is a real 0 (an empty past), not an unset dim.
+    if (!d.dimParam && Object.hasOwn(d, "dimValue") && d.dimValue !== null) {
+      return toNum(d.dimValue);
+    }
+    // Dim names that are sums ("past_sequence_length + 1") get the sum of their terms' values,
+    // so that they agree with the tensors they are computed from.
+    const lin = parseLin(d.dimParam || `?${v.name}.${i}`)!;
+    let value = lin.c;
+    for (const [atom, k] of lin.t) {
+      example[atom] ??= next();
+      value += k * example[atom];
+    }
+    if (value <= 0) {
+      throw new GradientBuildError(
+        `input "${v.name}": dim "${d.dimParam}" is ${value} at example dims; give exampleDims`,
+      );
+    }
+    return value;
   });
 }
 
@@ -281,7 +302,8 @@ const toAttr = (name: string, v: number | number[] | string) => {
 
 /** Returns a copy of `model` that also outputs `<wrt>_grad` = ∂loss/∂wrt. */
 export function buildGradient(model0: ModelProto, opts: GradientOptions): ModelProto {
-  const model = onnx.ModelProto.decode(onnx.ModelProto.encode(model0).finish());
+  // A clone that shares the weights' bytes: a re-encode would copy them (and fail past 2 GB).
+  const model = cloneModel(model0);
   const opset = opsetOf(model);
   if (opset < 13) {
     throw new GradientBuildError(

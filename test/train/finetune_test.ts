@@ -114,7 +114,7 @@ Deno.test({
           dIn: d,
           forward: (x) => Promise.resolve({ xhat: x.map((v, e) => v + noise[e]), mse: 1, l0: 0 }),
           backwardAndStep: (o) => {
-            gExt = o.gExt!.map((v) => v * o.wExt);
+            gExt = (o.gExt as Float32Array).map((v) => v * o.wExt);
             return Promise.resolve({ gradNorm: 1, aux: 0, dead: 0 });
           },
           state: () => Promise.resolve(new Map()),

@@ -1,10 +1,11 @@
 // LoRA on the LM after the hook: at step 0 the KL step's outputs equal the unadapted LM's, the
-// gradients with respect to the adapters match float64 finite differences of the suffix's KL, and
+// gradients with respect to the adapters match float64 finite differences of the step's KL, and
 // adapters before the hook are refused with the reason.
 import { assert, assertEquals, assertLess, assertThrows } from "@std/assert";
 import { DataType, decodeModel, encodeModel } from "../../lm/onnx.ts";
 import { createSession, ort } from "../../lm/session.ts";
-import { klStepModel, suffixWithLosses, tapModel } from "../../lm/splice_grad.ts";
+import { klStepGraph, positionMask } from "../../lm/step_graphs.ts";
+import { feedsFor } from "../../lm/signature.ts";
 import { initSae } from "../../sae/init.ts";
 import { TopKGpuTrainer } from "../../sae/topk_trainer.ts";
 import { HostAdamW } from "../../train/adapters/host_adamw.ts";
@@ -20,17 +21,6 @@ const model = decodeModel(
   await Deno.readFile(new URL("../../fixtures/tiny-neox/tiny-neox.onnx", import.meta.url)),
 );
 const HOOK = "/blocks.1/Add_2_output_0", B = 1, T = 5, D = 128, V = 256;
-
-function logprobs(rng: ReturnType<typeof freshRng>): Float64Array {
-  const lp = new Float64Array(B * T * V);
-  for (let r = 0; r < B * T; r++) {
-    const z = rng.normals64(V, 2);
-    const mx = Math.max(...z);
-    const lse = mx + Math.log(z.reduce((s, v) => s + Math.exp(v - mx), 0));
-    for (let v = 0; v < V; v++) lp[r * V + v] = z[v] - lse;
-  }
-  return lp;
-}
 
 Deno.test({
   name:
@@ -55,17 +45,22 @@ Deno.test({
       "/blocks.3/fc_out/MatMul",
       "/blocks.3/qkv/MatMul",
     ]);
-    const hook = rng.normals(B * T * D, 1.5), lp = logprobs(rng);
-    const labels = BigInt64Array.from({ length: B * T }, () => BigInt(rng.int(V)));
+    const hook = rng.normals(B * T * D, 1.5), clean = rng.normals(B * T * D, 1.5);
+    const ids = BigInt64Array.from({ length: B * T }, () => BigInt(rng.int(V)));
+    const mask = positionMask(B, T);
     const base = {
+      hook_clean: new ort.Tensor("float32", clean, [B, T, D]),
       hook: new ort.Tensor("float32", hook, [B, T, D]),
-      logprobs_clean: new ort.Tensor("float32", Float32Array.from(lp), [B, T, V]),
-      labels: new ort.Tensor("int64", labels, [B, T]),
+      kl_mask: new ort.Tensor("float32", mask, [B, T]),
+      input_ids: new ort.Tensor("int64", ids, [B, T]),
     };
-    const plain = await createSession(encodeModel(klStepModel(model, HOOK)), { ep: "wasm" });
+    const plain = await createSession(encodeModel(klStepGraph(model, HOOK)), { ep: "wasm" });
     const adapted = await createSession(encodeModel(lora.klStepModel()), { ep: "wasm" });
     try {
-      const a = await plain.run(base), b = await adapted.run({ ...base, ...lora.feeds() });
+      const only = (names: readonly string[], f: Record<string, ort.Tensor>) =>
+        Object.fromEntries(names.map((n) => [n, f[n]]));
+      const a = await plain.run(only(plain.inputNames, base));
+      const b = await adapted.run(only(adapted.inputNames, { ...base, ...lora.feeds() }));
       assertEquals(b["kl_mean"].data, a["kl_mean"].data, "KL unchanged with B = 0");
       assertLess(
         relError(b["grad_kl_hook"].data as Float32Array, a["grad_kl_hook"].data as Float32Array),
@@ -80,9 +75,10 @@ Deno.test({
     // Float64: random B so that every factor has a gradient; check one A and one B per block.
     for (const v of Object.values(lora.params)) v.set(rng.normals(v.length, 0.05));
     const feeds: Feeds = {
+      hook_clean: { dtype: DataType.FLOAT, dims: [B, T, D], data: Float64Array.from(clean) },
       hook: { dtype: DataType.FLOAT, dims: [B, T, D], data: Float64Array.from(hook) },
-      logprobs_clean: { dtype: DataType.FLOAT, dims: [B, T, V], data: lp },
-      labels: { dtype: DataType.INT64, dims: [B, T], data: Float64Array.from(labels, Number) },
+      kl_mask: { dtype: DataType.FLOAT, dims: [B, T], data: Float64Array.from(mask) },
+      input_ids: { dtype: DataType.INT64, dims: [B, T], data: Float64Array.from(ids, Number) },
     };
     for (const [name, t] of Object.entries(lora.feeds())) {
       feeds[name] = {
@@ -94,8 +90,8 @@ Deno.test({
     const checked = lora.adapters.filter((a) => /qkv|fc_out/.test(a.name)).flatMap((
       a,
     ) => [a.A, a.B]);
-    const grads = runReference(lora.klStepModel(), feeds, checked.map((n) => `grad_${n}`));
-    const fwd = suffixWithLosses(lora.model, HOOK);
+    const fwd = lora.klStepModel();
+    const grads = runReference(fwd, feeds, checked.map((n) => `grad_${n}`));
     for (const name of checked) {
       const { err, fdNorm } = finiteDifferenceError(
         fwd,
@@ -233,23 +229,20 @@ Deno.test({
         adapter: { lm: lora, optimizer: new Capture(lora.params, { weightDecay: 0, clip: 1e9 }) },
       });
       // The same spliced KL, evaluated directly: adapted prefix → SAE → adapted suffix.
-      const idsT = new ort.Tensor("int64", ids, [Bc, Tc]);
-      const tap = await createSession(encodeModel(tapModel(model, HOOK)), { ep: "wasm" });
+      const clean = await createSession(encodeModel(prefix(model, HOOK)), { ep: "wasm" });
       const pre = await createSession(encodeModel(lora.prefixModel()), { ep: "wasm" });
       const kl = await createSession(encodeModel(lora.klStepModel()), { ep: "wasm" });
-      const clean = (await tap.run({ [tap.inputNames[0]]: idsT }))["logprobs_clean"];
-      const feedsOf = (s: typeof pre, extra: Record<string, ort.Tensor>) => {
-        const f: Record<string, ort.Tensor> = { ...lora.feeds(s.inputNames), ...extra };
-        for (const n of s.inputNames) if (!(n in f)) f[n] = idsT;
-        return f;
-      };
+      const lmIn = { ids, batch: Bc, seq: Tc };
+      const feedsOf = (s: typeof pre, extra: Record<string, ort.Tensor>) =>
+        feedsFor(s.inputNames, { ...lora.feeds(s.inputNames), ...extra }, lmIn);
+      const xClean = (await clean.run(feedsOf(clean, {})))[clean.outputNames[0]];
       const spliced = async () => {
         const x = (await pre.run(feedsOf(pre, {})))[pre.outputNames[0]].data as Float32Array;
         const xhat = (await trainer.forward(x, Bc * Tc, true)).xhat;
         const out = await kl.run(feedsOf(kl, {
+          hook_clean: xClean,
           hook: new ort.Tensor("float32", xhat, [Bc, Tc, D]),
-          logprobs_clean: clean,
-          labels: idsT,
+          kl_mask: new ort.Tensor("float32", positionMask(Bc, Tc), [Bc, Tc]),
         }));
         return Number((out["kl_mean"].data as Float32Array)[0]);
       };
@@ -278,7 +271,7 @@ Deno.test({
         }
         assert(checked >= 2, `only ${checked} smooth elements among the largest gradients`);
       } finally {
-        for (const s of [tap, pre, kl]) await s.release();
+        for (const s of [clean, pre, kl]) await s.release();
       }
     } finally {
       trainer.release();

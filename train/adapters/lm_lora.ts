@@ -4,7 +4,7 @@
 // A and B); those before it change the activations the SAE reads, so their gradient runs back
 // through the frozen SAE (its input gradient) and then through a gradient graph of the prefix. B
 // starts at zero, so the adapted LM equals the original at step 0. The clean distribution stays the
-// original LM's: the tap is built from the unadapted model.
+// original LM's: the KL graph's clean suffix is built from the unadapted model.
 import { buildGradient } from "../../lm/autodiff/builder.ts";
 import { layerOf } from "../../lm/hooks.ts";
 import { insertLora, type LoraAdapter } from "../../lm/lora.ts";
@@ -12,7 +12,7 @@ import { cloneModel, makeTensor, type ModelProto } from "../../lm/onnx.ts";
 import { makeNode } from "../../lm/graph.ts";
 import { prefix } from "../../lm/surgery.ts";
 import { ort } from "../../lm/session.ts";
-import { suffixWithLosses } from "../../lm/splice_grad.ts";
+import { klStepGraph } from "../../lm/step_graphs.ts";
 import { Rng } from "../../lib/rng.ts";
 import type { SaeKind } from "../../sae/types.ts";
 
@@ -42,7 +42,7 @@ export class LmLora {
   readonly prefixNames: string[] = [];
   readonly suffixNames: string[] = [];
 
-  constructor(base: ModelProto, readonly hook: string, o: LmLoraOptions) {
+  constructor(readonly base: ModelProto, readonly hook: string, o: LmLoraOptions) {
     if (o.layers === "all" && (o.saeKind === "relu" || o.saeKind === "jumprelu")) {
       throw new LmLoraError(
         `LoRA on LM layers before the hook is refused for ${o.saeKind} SAEs: it changes the ` +
@@ -119,14 +119,12 @@ export class LmLora {
     });
   }
 
-  /** The KL step's suffix with the adapters as inputs: kl_mean, grad_kl_hook, grad_<A|B>. */
+  /**
+   * The KL step (lm/step_graphs.ts) with the clean suffix from the unadapted LM and the spliced
+   * one from the adapted LM, whose suffix adapters are inputs: kl_mean, grad_kl_hook, grad_<A|B>.
+   */
   klStepModel(): ModelProto {
-    return buildGradient(suffixWithLosses(this.model, this.hook), {
-      loss: "kl_mean",
-      wrt: ["hook", ...this.suffixNames],
-      gradName: (w) => w === "hook" ? "grad_kl_hook" : `grad_${w}`,
-      keepOutputs: false,
-    });
+    return klStepGraph(this.base, this.hook, { spliced: this.model, wrt: this.suffixNames });
   }
 
   /** The adapters as tensors; with `names`, only those (a session's inputs). */
