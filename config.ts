@@ -16,8 +16,16 @@ export const Config = z.object({
     .optional(),
   /** Directories whose files may be registered by path (models, data sets, SAEs). */
   roots: z.array(z.string().min(1)).default([]),
-  /** When set, every route but /health needs `Authorization: Bearer <token>`. */
-  token: z.string().min(8, "must be at least 8 characters").optional(),
+  /**
+   * When set, every route but /health needs `Authorization: Bearer <token>` (or the cookie the
+   * live page gets from `/?token=<token>`). Any printable ASCII; HTTP trims header values, so no
+   * leading or trailing space.
+   */
+  token: z.string().min(8, "must be at least 8 characters")
+    .regex(/^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$/, {
+      message: "must be printable ASCII (spaces allowed, but not at either end)",
+    })
+    .optional(),
   /** Largest request body in bytes (uploads of SAEs count). */
   maxBodyBytes: z.coerce.number().int().min(1024).default(256 * 1024 * 1024),
   /**
@@ -76,7 +84,8 @@ export function loadConfig(args: string[], env: Record<string, string | undefine
   if (!r.success) {
     const issue = r.error.issues[0];
     const key = String(issue.path[0]);
-    const given = (raw as Record<string, unknown>)[key];
+    // A secret is never echoed: it would land in logs and terminals.
+    const given = key === "token" ? undefined : (raw as Record<string, unknown>)[key];
     throw new ConfigError(
       `bad setting ${FLAG_FOR[key] ?? key}${
         given !== undefined ? ` = ${JSON.stringify(given)}` : ""

@@ -2,15 +2,33 @@
 // held whole. Plain text (whole file, lines, or blank-line paragraphs), JSONL with a text field,
 // Parquet with a text column (hyparquet; one row group at a time), pre-tokenized uint16/uint32.
 import { parquetMetadataAsync, parquetReadObjects } from "hyparquet";
+import { basename, dirname } from "node:path";
+import { FileAccessError, openConfined, readConfined } from "../lib/confined_fs.ts";
 import { DataError } from "./sequences.ts";
 
-async function readText(path: string): Promise<string> {
+/** Text is decoded into one JS string, whose length V8 caps near 2^29. */
+const MAX_TEXT_BYTES = 512 * 2 ** 20;
+const MAX_TOKEN_FILE_BYTES = 4 * 2 ** 30;
+
+/**
+ * A registered data file, opened only if it is still a regular file (a FIFO or device swapped in
+ * after registration must not block or flood a worker) and not larger than `maxBytes`; errors
+ * name the file, not its folder.
+ */
+async function readData(path: string, maxBytes: number): Promise<Uint8Array> {
   try {
-    return await Deno.readTextFile(path);
+    return await readConfined(path, { roots: [dirname(path)], where: "its folder" }, {
+      maxBytes,
+      label: basename(path),
+    });
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new DataError(`data file not found: ${path}`);
+    if (e instanceof FileAccessError) throw new DataError(`data file ${e.message}`);
     throw e;
   }
+}
+
+async function readText(path: string): Promise<string> {
+  return new TextDecoder().decode(await readData(path, MAX_TEXT_BYTES));
 }
 
 export async function* textDocuments(
@@ -67,15 +85,18 @@ function fileBuffer(file: Deno.FsFile, size: number) {
 }
 
 export async function* parquetDocuments(path: string, column = "text"): AsyncGenerator<string> {
-  let file: Deno.FsFile;
+  let file: Deno.FsFile, size: number;
   try {
-    file = await Deno.open(path);
+    ({ file, size } = await openConfined(path, { roots: [dirname(path)], where: "its folder" }, {
+      maxBytes: Number.MAX_SAFE_INTEGER,
+      label: basename(path),
+    }));
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new DataError(`data file not found: ${path}`);
+    if (e instanceof FileAccessError) throw new DataError(`data file ${e.message}`);
     throw e;
   }
   try {
-    const buf = fileBuffer(file, (await file.stat()).size);
+    const buf = fileBuffer(file, size);
     const metadata = await parquetMetadataAsync(buf);
     const columns = metadata.schema.slice(1).map((s) => s.name);
     if (!columns.includes(column)) {
@@ -104,13 +125,7 @@ export async function* parquetDocuments(path: string, column = "text"): AsyncGen
 
 /** A file of little-endian uint16 or uint32 token ids, as one document. */
 export async function tokenFile(path: string, width: 16 | 32): Promise<Uint16Array | Uint32Array> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new DataError(`token file not found: ${path}`);
-    throw e;
-  }
+  const bytes = await readData(path, MAX_TOKEN_FILE_BYTES);
   const w = width / 8;
   if (bytes.byteLength % w) {
     throw new DataError(`${path}: ${bytes.byteLength} bytes is not a whole number of uint${width}`);

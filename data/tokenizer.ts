@@ -1,5 +1,7 @@
 // Tokenizers behind one interface: UTF-8 bytes (the embedded default, token id = byte value) and
 // Hugging Face tokenizer.json files through @huggingface/tokenizers.
+import { basename, dirname, join } from "node:path";
+import { readTextConfined } from "../lib/confined_fs.ts";
 
 export interface Tokenizer {
   name: string;
@@ -18,19 +20,30 @@ export const byteTokenizer: Tokenizer = {
   decode: (ids) => new TextDecoder().decode(Uint8Array.from(ids as ArrayLike<number>)),
 };
 
+const MAX_TOKENIZER_BYTES = 256 * 2 ** 20;
+
 /** Loads a tokenizer.json (and tokenizer_config.json beside it, when present, for special tokens). */
 export async function loadTokenizerJson(path: string): Promise<Tokenizer> {
   const { Tokenizer: HfTokenizer } = await import("@huggingface/tokenizers");
+  const folder = { roots: [dirname(path)], where: "its folder" };
+  const read = (p: string) =>
+    readTextConfined(p, folder, { maxBytes: MAX_TOKENIZER_BYTES, label: basename(p) });
   let json: Record<string, unknown>;
   try {
-    json = JSON.parse(await Deno.readTextFile(path));
+    json = JSON.parse(await read(path));
   } catch (e) {
-    throw new Error(`cannot read tokenizer "${path}": ${(e as Error).message}`);
+    throw new Error(`cannot read tokenizer "${basename(path)}": ${(e as Error).message}`);
   }
   let config: Record<string, unknown> = {};
-  try {
-    config = JSON.parse(await Deno.readTextFile(path.replace(/[^/]*$/, "tokenizer_config.json")));
-  } catch { /* optional */ }
+  const configPath = join(dirname(path), "tokenizer_config.json");
+  // Optional, but when present it is read like any other file: a FIFO there must not block us.
+  if (await Deno.lstat(configPath).then(() => true, () => false)) {
+    try {
+      config = JSON.parse(await read(configPath));
+    } catch (e) {
+      throw new Error(`cannot read tokenizer_config.json: ${(e as Error).message}`);
+    }
+  }
   const tok = new HfTokenizer(json, config);
   const model = (json.model ?? {}) as { vocab?: Record<string, number> | unknown[] };
   const added = (json.added_tokens ?? []) as { id: number; content: string }[];

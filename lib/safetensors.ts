@@ -51,29 +51,68 @@ export function parseSafetensors(buf: Uint8Array): StFile {
   if (8 + n > buf.byteLength) {
     throw new SafetensorsError(`header length ${n} runs past the file end`);
   }
-  const header = JSON.parse(new TextDecoder().decode(buf.subarray(8, 8 + n)));
+  let header: unknown;
+  try {
+    header = JSON.parse(new TextDecoder().decode(buf.subarray(8, 8 + n)));
+  } catch (e) {
+    throw new SafetensorsError(`header is not JSON: ${(e as Error).message}`);
+  }
+  if (typeof header !== "object" || header === null || Array.isArray(header)) {
+    throw new SafetensorsError("header must be a JSON object of tensors");
+  }
   const base = 8 + n;
+  const dataBytes = buf.byteLength - base;
   const tensors = new Map<string, StTensor>();
+  const spans: [number, number, string][] = [];
   let metadata: Record<string, string> = {};
+  const isCount = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
   for (const [name, v] of Object.entries(header)) {
     if (name === "__metadata__") {
       metadata = v as Record<string, string>;
       continue;
     }
-    const { dtype, shape, data_offsets } = v as {
-      dtype: DType;
-      shape: number[];
-      data_offsets: [number, number];
-    };
-    if (!(dtype in SIZE)) throw new SafetensorsError(`tensor ${name}: unsupported dtype ${dtype}`);
-    const [s, e] = data_offsets;
-    const want = shape.reduce((a, b) => a * b, 1) * SIZE[dtype];
-    if (e - s !== want || base + e > buf.byteLength) {
+    const { dtype, shape, data_offsets } = (v ?? {}) as Record<string, unknown>;
+    if (typeof dtype !== "string" || !(dtype in SIZE)) {
+      throw new SafetensorsError(`tensor ${name}: dtype: unsupported ${JSON.stringify(dtype)}`);
+    }
+    if (!Array.isArray(shape) || !shape.every(isCount)) {
       throw new SafetensorsError(
-        `tensor ${name}: offsets [${s}, ${e}] do not fit shape [${shape}] ${dtype}`,
+        `tensor ${name}: shape must be a list of non-negative integers, found ${
+          JSON.stringify(shape)
+        }`,
       );
     }
-    tensors.set(name, { dtype, shape, bytes: buf.slice(base + s, base + e) });
+    if (!Array.isArray(data_offsets) || data_offsets.length !== 2 || !data_offsets.every(isCount)) {
+      throw new SafetensorsError(
+        `tensor ${name}: data_offsets must be two non-negative integers, found ${
+          JSON.stringify(data_offsets)
+        }`,
+      );
+    }
+    const [s, e] = data_offsets as [number, number];
+    const want = shape.reduce((a: number, b: number) => a * b, 1) * SIZE[dtype as DType];
+    if (s > e || e > dataBytes) {
+      throw new SafetensorsError(
+        `tensor ${name}: data_offsets [${s}, ${e}] are not an ordered range inside the ` +
+          `${dataBytes}-byte data section`,
+      );
+    }
+    if (e - s !== want) {
+      throw new SafetensorsError(
+        `tensor ${name}: data_offsets [${s}, ${e}] hold ${e - s} bytes, but shape [${shape}] ` +
+          `${dtype} needs ${want}`,
+      );
+    }
+    spans.push([s, e, name]);
+    tensors.set(name, { dtype: dtype as DType, shape, bytes: buf.slice(base + s, base + e) });
+  }
+  spans.sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < spans.length; i++) {
+    if (spans[i][0] < spans[i - 1][1]) {
+      throw new SafetensorsError(
+        `tensor ${spans[i][2]}: data_offsets overlap those of tensor ${spans[i - 1][2]}`,
+      );
+    }
   }
   return { tensors, metadata };
 }

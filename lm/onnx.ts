@@ -1,6 +1,13 @@
 // ONNX protobuf I/O through onnx-proto (protobufjs). The IR everywhere in lm/ is onnx.ModelProto
 // as decoded here: graph surgery and autodiff edit these objects and re-encode them.
 import onnxProto from "onnx-proto";
+import {
+  type FileAccess,
+  readAt,
+  readConfined,
+  resolveConfined,
+  resolveInside,
+} from "../lib/confined_fs.ts";
 
 // deno-lint-ignore no-explicit-any
 export const onnx: typeof import("onnx-proto").onnx = (onnxProto as any).onnx;
@@ -12,6 +19,23 @@ export type ValueInfoProto = import("onnx-proto").onnx.IValueInfoProto;
 export type AttributeProto = import("onnx-proto").onnx.IAttributeProto;
 
 export const DataType = onnx.TensorProto.DataType;
+
+/** Integer element types. BOOL is not among them (ops treat it apart); add it where meant. */
+export const INT_TYPES: ReadonlySet<number> = new Set<number>([
+  DataType.INT64,
+  DataType.INT32,
+  DataType.INT16,
+  DataType.INT8,
+  DataType.UINT8,
+  DataType.UINT16,
+  DataType.UINT32,
+  DataType.UINT64,
+]);
+/** 16-bit float element types, which splice computes in float32. */
+export const HALF_TYPES: ReadonlySet<number> = new Set<number>([
+  DataType.FLOAT16,
+  DataType.BFLOAT16,
+]);
 
 export function decodeModel(bytes: Uint8Array): ModelProto {
   return onnx.ModelProto.decode(bytes);
@@ -206,16 +230,26 @@ export function cloneModel(m: ModelProto): ModelProto {
   return deepClone(m);
 }
 
-function externalInfo(t: TensorProto): { location: string; offset: number; length?: number } {
+/** A tensor's external-data entry, with offset and length checked to be whole byte counts. */
+export function externalInfo(
+  t: TensorProto,
+): { location: string; offset: number; length?: number } {
   const kv = new Map((t.externalData ?? []).map((e) => [e.key ?? "", e.value ?? ""]));
   const location = kv.get("location");
   if (!location) throw new Error(`tensor ${t.name}: external data without a location`);
-  const length = kv.get("length");
-  return {
-    location,
-    offset: Number(kv.get("offset") ?? 0),
-    length: length === undefined ? undefined : Number(length),
+  const count = (key: string): number | undefined => {
+    const v = kv.get(key);
+    if (v === undefined) return undefined;
+    const n = /^[0-9]{1,16}$/.test(v.trim()) ? Number(v) : NaN;
+    if (!Number.isSafeInteger(n)) {
+      throw new Error(
+        `tensor ${t.name}: external data "${key}" must be a non-negative integer, found ` +
+          `${JSON.stringify(v.slice(0, 40))}`,
+      );
+    }
+    return n;
   };
+  return { location, offset: count("offset") ?? 0, length: count("length") };
 }
 
 function dirOf(path: string): string {
@@ -242,43 +276,105 @@ function allTensors(g: GraphProto | null | undefined, out: TensorProto[] = []): 
   return out;
 }
 
+export interface LoadModelOptions {
+  /**
+   * Directories the model file must lie in (real path, symlinks followed). Without it the path is
+   * the caller's own (a CLI argument, a fixture) and only regular-file and size checks apply.
+   */
+  access?: FileAccess;
+  /** Largest model file, and largest total of external data, in bytes (default 16 GiB each). */
+  maxBytes?: number;
+  /** How errors name the model file (default: its path as given). */
+  label?: string;
+}
+
+const DEFAULT_MAX_MODEL_BYTES = 16 * 2 ** 30;
+/** protobuf cannot encode a message over 2 GiB, so no valid .onnx file is larger. */
+const PROTOBUF_MAX_BYTES = 2 ** 31;
+
+/** The byte count of a tensor's data from its dims, refusing negative or absurd dims. */
+function tensorBytes(t: TensorProto): number {
+  const dims = tensorDims(t);
+  let n = elemSize(t.dataType ?? 0);
+  for (const d of dims) {
+    if (!Number.isSafeInteger(d) || d < 0) {
+      throw new Error(`tensor ${t.name}: dims [${dims}] are not non-negative integers`);
+    }
+    n *= d;
+  }
+  if (!Number.isSafeInteger(n)) throw new Error(`tensor ${t.name}: dims [${dims}] are too large`);
+  return n;
+}
+
 /**
  * Reads a model; tensors whose data lives in an external file (data_location EXTERNAL) get it
- * read into raw_data, by offset and length, from the file named relative to the model's folder.
+ * read into raw_data. Each location must be a regular file inside the model's own folder (no
+ * "..", no absolute path, no symlink out, no device or FIFO); offset + length must lie inside the
+ * file, and the total read may not exceed the real sizes of the files named, so dims cannot make
+ * us allocate more than is on disk. Errors name tensors and locations, never absolute paths.
  */
-export async function loadModel(path: string): Promise<ModelProto> {
-  const model = decodeModel(await Deno.readFile(path));
-  const files = new Map<string, Deno.FsFile>();
+export async function loadModel(path: string, opts: LoadModelOptions = {}): Promise<ModelProto> {
+  const label = opts.label ?? path;
+  const maxBytes = opts.maxBytes ?? DEFAULT_MAX_MODEL_BYTES;
+  // Without access roots the path is the caller's own, so a symlink to anywhere is fine.
+  const real = opts.access
+    ? (await resolveConfined(path, opts.access, label)).real
+    : await Deno.realPath(path);
+  const model = decodeModel(
+    await readConfined(real, { roots: [dirOf(real)] }, {
+      maxBytes: Math.min(maxBytes, PROTOBUF_MAX_BYTES),
+      label,
+    }),
+  );
+  const dir = dirOf(real);
+  const files = new Map<string, { file: Deno.FsFile; size: number }>();
   try {
+    let total = 0, onDisk = 0;
     for (const t of allTensors(model.graph)) {
       if (t.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue;
       const { location, offset, length } = externalInfo(t);
-      const n = tensorDims(t).reduce((a, b) => a * b, 1) * elemSize(t.dataType ?? 0);
+      const what = `tensor ${t.name}: external data "${location}"`;
+      const n = tensorBytes(t);
       if (length !== undefined && length !== n) {
-        throw new Error(`tensor ${t.name}: external length ${length}, want ${n} bytes`);
+        throw new Error(`${what}: length ${length}, but dims [${tensorDims(t)}] need ${n} bytes`);
       }
-      const file = `${dirOf(path)}/${location}`;
-      let f = files.get(file);
-      if (!f) {
-        f = await Deno.open(file, { read: true });
-        files.set(file, f);
-      }
-      await f.seek(offset, Deno.SeekMode.Start);
-      const bytes = new Uint8Array(n);
-      let got = 0;
-      while (got < n) {
-        const r = await f.read(bytes.subarray(got));
-        if (r === null) {
-          throw new Error(`tensor ${t.name}: ${file} ends before offset ${offset} + ${n} bytes`);
+      let f: { file: Deno.FsFile; size: number } | undefined;
+      try {
+        const { real: file, size } = await resolveInside(
+          dir,
+          location,
+          location,
+          "the model's folder",
+        );
+        f = files.get(file);
+        if (!f) {
+          f = { file: await Deno.open(file, { read: true }), size };
+          files.set(file, f);
+          onDisk += size;
         }
-        got += r;
+      } catch (e) {
+        throw new Error(`${what}: ${(e as Error).message}`);
       }
+      if (offset + n > f.size) {
+        throw new Error(
+          `${what}: offset ${offset} + ${n} bytes runs past its end (${f.size} bytes)`,
+        );
+      }
+      total += n;
+      if (total > onDisk || total > maxBytes) {
+        throw new Error(
+          `${what}: the external tensors add up to ${total} bytes, more than ` +
+            (total > maxBytes ? `the ${maxBytes} allowed` : `the ${onDisk} bytes their files hold`),
+        );
+      }
+      const bytes = await readAt(f.file, offset, n);
+      if (bytes.length !== n) throw new Error(`${what}: the file ended early (it changed?)`);
       t.rawData = bytes;
       t.externalData = [];
       t.dataLocation = onnx.TensorProto.DataLocation.DEFAULT;
     }
   } finally {
-    for (const f of files.values()) f.close();
+    for (const f of files.values()) f.file.close();
   }
   return model;
 }

@@ -1,12 +1,12 @@
 // The HTTP app. Routes validate, call, and shape responses; the work happens in jobs/ and below.
 import { Hono } from "hono";
-import { bearerAuth } from "hono/bearer-auth";
 import { bodyLimit } from "hono/body-limit";
 import type { Config } from "../config.ts";
 import type { Database } from "../db/client.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import type { EventHub } from "../jobs/events.ts";
 import type { JobRunner } from "../jobs/runner.ts";
+import { requireToken } from "./auth.ts";
 import { ApiError, errorBody, onError } from "./errors.ts";
 import { healthRoutes } from "./health.ts";
 import { datasetRoutes } from "./datasets.ts";
@@ -14,9 +14,10 @@ import { evalRoutes } from "./evals.ts";
 import { experimentRoutes } from "./experiments.ts";
 import { finetuneRoutes } from "./finetunes.ts";
 import { openApiRoutes } from "./openapi.ts";
-import { isPagePath, pageRoutes } from "./page.ts";
+import { pageRoutes } from "./page.ts";
 import { modelRoutes } from "./models.ts";
 import { saeRoutes } from "./saes.ts";
+import { UploadGate } from "./uploads.ts";
 
 export interface AppDeps {
   config: Config;
@@ -26,47 +27,45 @@ export interface AppDeps {
   events: EventHub;
   /** performance.now() at start, for uptime. */
   startedAt: number;
+  /** Caps concurrent uploads of models and SAEs (default: MAX_CONCURRENT_UPLOADS). */
+  uploads?: UploadGate;
 }
 
-const OPEN = new Set(["/health", "/openapi.json", "/docs"]);
+/** Each upload may hold up to --max-body-bytes on disk and about as much in memory while checked. */
+export const MAX_CONCURRENT_UPLOADS = 2;
 
-export function createApp(deps: AppDeps): Hono {
+/** Uploads stream to disk and count their bytes as they arrive, so the body limit skips them. */
+function isUpload(method: string, path: string, contentType: string): boolean {
+  return method === "POST" && (path === "/models" || path === "/saes") &&
+    contentType.toLowerCase().startsWith("multipart/form-data");
+}
+
+export function createApp(appDeps: AppDeps): Hono {
+  const deps = { ...appDeps, uploads: appDeps.uploads ?? new UploadGate(MAX_CONCURRENT_UPLOADS) };
   const app = new Hono();
   app.onError(onError);
   app.notFound((c) =>
     c.json(errorBody("not_found", `no route ${c.req.method} ${c.req.path}`), 404)
   );
+  // Auth first, so an unauthenticated caller cannot make us read (or spool) a body at all.
+  if (deps.config.token) app.use("*", requireToken(deps.config.token));
+  const limit = bodyLimit({
+    maxSize: deps.config.maxBodyBytes,
+    onError: () => {
+      throw new ApiError(
+        413,
+        "payload_too_large",
+        `the body exceeds ${deps.config.maxBodyBytes} bytes`,
+      );
+    },
+  });
   app.use(
     "*",
-    bodyLimit({
-      maxSize: deps.config.maxBodyBytes,
-      onError: () => {
-        throw new ApiError(
-          413,
-          "payload_too_large",
-          `the body exceeds ${deps.config.maxBodyBytes} bytes`,
-        );
-      },
-    }),
+    (c, next) =>
+      isUpload(c.req.method, c.req.path, c.req.header("content-type") ?? "")
+        ? next()
+        : limit(c, next),
   );
-  if (deps.config.token) {
-    const auth = bearerAuth({
-      token: deps.config.token,
-      noAuthenticationHeader: {
-        message: errorBody("unauthorized", "missing Authorization: Bearer <token>"),
-      },
-      invalidAuthenticationHeader: {
-        message: errorBody("unauthorized", "malformed Authorization header"),
-      },
-      invalidToken: { message: errorBody("unauthorized", "wrong token") },
-    });
-    app.use(
-      "*",
-      // /health and the API description stay open: load balancers and readers need no token.
-      async (c, next) =>
-        OPEN.has(c.req.path) || isPagePath(c.req.path) ? await next() : await auth(c, next),
-    );
-  }
   app.route("/health", healthRoutes(deps));
   app.route("/models", modelRoutes(deps));
   app.route("/saes", saeRoutes(deps));

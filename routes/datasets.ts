@@ -7,7 +7,7 @@ import { datasets } from "../db/schema.ts";
 import { loadDataset } from "../jobs/datasets.ts";
 import type { AppDeps } from "./app.ts";
 import { ApiError, notFound } from "./errors.ts";
-import { underRoots } from "./models.ts";
+import { resolveConfined } from "../lib/confined_fs.ts";
 import { jsonBody } from "./validate.ts";
 
 export const BUILTIN_DATASETS = [{
@@ -35,10 +35,11 @@ export function datasetRoutes(deps: AppDeps) {
     })
     .post("/", async (c) => {
       const spec = await jsonBody(c, DatasetSpec);
-      const path = await underRoots(spec.path, deps.config.roots);
+      const roots = { roots: deps.config.roots };
+      const path = (await resolveConfined(spec.path, roots)).real;
       const tokenizer = spec.tokenizer === "bytes"
         ? "bytes"
-        : await underRoots(spec.tokenizer, deps.config.roots);
+        : (await resolveConfined(spec.tokenizer, roots)).real;
       const id = crypto.randomUUID();
       const { name, path: _p, ...config } = { ...spec, tokenizer };
       const [row] = await db.insert(datasets).values({ id, name, kind: spec.format, path, config })

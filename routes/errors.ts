@@ -3,6 +3,7 @@ import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
+import { FileAccessError } from "../lib/confined_fs.ts";
 
 export class ApiError extends Error {
   constructor(
@@ -30,6 +31,10 @@ export function onError(err: Error, c: Context): Response {
   if (err instanceof ApiError) {
     return c.json(errorBody(err.code, err.message, err.details), err.status);
   }
+  if (err instanceof FileAccessError) {
+    // One status for "outside the roots" and "does not exist", so the status leaks nothing either.
+    return c.json(errorBody(err.code, err.message), err.code === "paths_disabled" ? 403 : 400);
+  }
   if (err instanceof z.ZodError) {
     const details = validationDetails(err);
     return c.json(
@@ -51,5 +56,10 @@ export function onError(err: Error, c: Context): Response {
     return c.json(errorBody(code, err.message || `HTTP ${status}`), status);
   }
   console.error(`splice: unhandled error on ${c.req.method} ${c.req.path}:`, err);
-  return c.json(errorBody("internal", `internal error: ${err.message}`), 500);
+  // File system errors carry absolute paths of this host: they stay in the log.
+  const fsError = Object.values(Deno.errors).some((E) => err instanceof E);
+  const message = fsError
+    ? `a file operation failed (${err.name}); see the service log`
+    : err.message;
+  return c.json(errorBody("internal", `internal error: ${message}`), 500);
 }

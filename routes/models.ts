@@ -1,13 +1,16 @@
 // /models: list, get, register an ONNX LM by path (only under SPLICE_ROOTS) or upload one, list
 // its hook points.
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { eq } from "drizzle-orm";
+import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import { models } from "../db/schema.ts";
-import { listHookPoints } from "../lm/hooks.ts";
-import { loadModel } from "../lm/onnx.ts";
+import { resolveConfined, serviceAccess } from "../lib/confined_fs.ts";
+import { loadLm } from "../lm/load.ts";
 import type { AppDeps } from "./app.ts";
 import { ApiError, notFound } from "./errors.ts";
+import { spoolMultipart } from "./uploads.ts";
+import { refuseIfInUse } from "./in_use.ts";
 import { jsonBody } from "./validate.ts";
 
 const Register = z.object({
@@ -16,28 +19,6 @@ const Register = z.object({
   context_length: z.number().int().min(2).optional(),
 }).strict();
 
-/** The real path of `path` if it lies under one of `roots` (symlinks resolved), else an error. */
-export async function underRoots(path: string, roots: string[]): Promise<string> {
-  if (!roots.length) {
-    throw new ApiError(
-      403,
-      "forbidden",
-      "registering files by path is off: start the service with SPLICE_ROOTS",
-    );
-  }
-  let real: string;
-  try {
-    real = await Deno.realPath(path);
-  } catch {
-    throw new ApiError(400, "not_found", `no file at "${path}"`);
-  }
-  for (const root of roots) {
-    const r = await Deno.realPath(root).catch(() => null);
-    if (r && (real === r || real.startsWith(r.endsWith("/") ? r : `${r}/`))) return real;
-  }
-  throw new ApiError(403, "forbidden", `"${path}" is outside the allowed roots (SPLICE_ROOTS)`);
-}
-
 export function modelRoutes(deps: AppDeps) {
   const { db } = deps.database;
   const row = async (id: string) => {
@@ -45,33 +26,59 @@ export function modelRoutes(deps: AppDeps) {
     if (!m) throw notFound("model", id);
     return m;
   };
-  return new Hono()
+  const app = new Hono()
     .get("/", async (c) => c.json({ models: await db.select().from(models) }))
     .get("/:id", async (c) => c.json(await row(c.req.param("id"))))
     .get("/:id/hooks", async (c) => {
       const m = await row(c.req.param("id"));
-      const hooks = listHookPoints(await loadModel(m.path));
+      const { hooks } = await loadLm(m.path, {
+        access: serviceAccess(deps.config),
+        label: `model ${m.id}`,
+      });
       return c.json({
         hooks: hooks.map((h) => ({
           ...h,
+          tl_names: h.tlNames,
           spec: h.layer !== undefined ? `resid_post:${h.layer}` : null,
         })),
       });
     })
-    .post("/", async (c) => {
+    .delete("/:id", async (c) => {
+      const m = await row(c.req.param("id"));
+      if (m.builtin) {
+        throw new ApiError(409, "builtin", `model "${m.id}" is built in and cannot be deleted`);
+      }
+      await refuseIfInUse(deps, "model", m.id);
+      await db.delete(models).where(eq(models.id, m.id));
+      // Uploaded models live in their own folder under the data dir; registered ones are the
+      // owner's files and stay.
+      const uploads = resolve(deps.config.dataDir, "models");
+      if (dirname(dirname(resolve(m.path))) === uploads) {
+        await Deno.remove(dirname(resolve(m.path)), { recursive: true }).catch(() => {});
+      }
+      return c.json({ deleted: m.id });
+    })
+    .post("/", (c) => {
       // JSON registers a file by path; multipart/form-data uploads one ("model", a self-contained
-      // .onnx; "name"; optional "context_length").
+      // .onnx; "name"; optional "context_length"). An upload holds its gate slot until the model
+      // is checked, since reading it back is what takes the memory.
       const multipart = (c.req.header("content-type") ?? "").startsWith("multipart/form-data");
-      let name: string, path: string, contextLength: number | undefined, uploadedDir = "";
-      if (multipart) {
-        let form: Record<string, unknown>;
-        try {
-          form = await c.req.parseBody();
-        } catch (e) {
-          throw new ApiError(400, "invalid_upload", `bad multipart body: ${(e as Error).message}`);
-        }
-        const file = form.model;
-        if (!(file instanceof File)) {
+      return multipart ? deps.uploads!.run(() => register(c, true)) : register(c, false);
+    });
+  return app;
+  async function register(c: Context, multipart: boolean): Promise<Response> {
+    let name: string,
+      path: string,
+      contextLength: number | undefined,
+      uploadedDir = "",
+      shown = "model.onnx";
+    if (multipart) {
+      uploadedDir = `${deps.config.dataDir}/models/${crypto.randomUUID()}`;
+      await Deno.mkdir(uploadedDir, { recursive: true });
+      try {
+        const form = await spoolMultipart(c.req.raw, uploadedDir, deps.config.maxBodyBytes);
+        const file = form.files.get("model");
+        if (!file) {
           throw new ApiError(
             400,
             "invalid_upload",
@@ -79,43 +86,65 @@ export function modelRoutes(deps: AppDeps) {
           );
         }
         const fields = Register.omit({ path: true }).safeParse({
-          name: typeof form.name === "string" ? form.name : file.name,
-          context_length: form.context_length === undefined
-            ? undefined
-            : Number(form.context_length),
+          name: form.fields.get("name") ?? file.filename,
+          context_length: form.fields.has("context_length")
+            ? Number(form.fields.get("context_length"))
+            : undefined,
         });
         if (!fields.success) {
           throw new ApiError(400, "invalid_request", fields.error.issues[0].message);
         }
         name = fields.data.name;
         contextLength = fields.data.context_length;
-        uploadedDir = `${deps.config.dataDir}/models/${crypto.randomUUID()}`;
-        await Deno.mkdir(uploadedDir, { recursive: true });
         path = `${uploadedDir}/model.onnx`;
-        await Deno.writeFile(path, new Uint8Array(await file.arrayBuffer()));
-      } else {
-        const body = await jsonBody(c, Register);
-        name = body.name;
-        contextLength = body.context_length;
-        path = await underRoots(body.path, deps.config.roots);
-      }
-      let hooks;
-      try {
-        hooks = listHookPoints(await loadModel(path));
-        if (!hooks.length) throw new Error("it has no residual-stream tensors");
+        await Deno.rename(file.path, path);
+        // Only the model stays: other parts must not serve as its "external data".
+        for (const f of form.files.values()) if (f !== file) await Deno.remove(f.path);
       } catch (e) {
-        if (uploadedDir) await Deno.remove(uploadedDir, { recursive: true }).catch(() => {});
-        throw new ApiError(
-          400,
-          "invalid_model",
-          `${multipart ? "the upload" : `"${path}"`} is not a usable ONNX LM: ${
-            (e as Error).message
-          }`,
-        );
+        await Deno.remove(uploadedDir, { recursive: true }).catch(() => {});
+        throw e;
       }
-      const id = crypto.randomUUID();
-      const info = { hooks: hooks.length, contextLength: contextLength ?? null };
-      const [r] = await db.insert(models).values({ id, name, path, info }).returning();
-      return c.json(r, 201);
-    });
+    } else {
+      const body = await jsonBody(c, Register);
+      name = body.name;
+      contextLength = body.context_length;
+      shown = body.path;
+      path = (await resolveConfined(body.path, { roots: deps.config.roots })).real;
+    }
+    let hooks, signature;
+    try {
+      ({ hooks, signature } = await loadLm(path, {
+        access: uploadedDir ? { roots: [uploadedDir] } : { roots: deps.config.roots },
+        label: shown,
+      }));
+      if (!hooks.length) throw new Error("it has no residual-stream tensors");
+    } catch (e) {
+      if (uploadedDir) await Deno.remove(uploadedDir, { recursive: true }).catch(() => {});
+      throw new ApiError(
+        400,
+        "invalid_model",
+        `${multipart ? "the upload" : `"${shown}"`} is not a usable ONNX LM: ${
+          (e as Error).message
+        }`,
+      );
+    }
+    const id = crypto.randomUUID();
+    const info = {
+      hooks: hooks.length,
+      contextLength: contextLength ?? null,
+      signature: signature.recognised,
+    };
+    const [r] = await db.insert(models).values({ id, name, path, info }).returning();
+    // What was recognised, and the hook points with the names a request may use.
+    return c.json({
+      ...r,
+      signature,
+      hooks: hooks.map((h) => ({
+        name: h.name,
+        dims: h.dims,
+        tl_names: h.tlNames,
+        spec: h.layer !== undefined ? `resid_post:${h.layer}` : null,
+      })),
+    }, 201);
+  }
 }

@@ -6,7 +6,10 @@
 // trainers/top_k.py AutoEncoderTopK, trainers/batch_top_k.py BatchTopKSAE) and sparsify
 // (sparse_coder.py SparseCoder, config.py SparseCoderConfig).
 import { join } from "node:path";
+import { FileAccessError, readConfined, resolveInside } from "../lib/confined_fs.ts";
+import { TOPK_MAX_K } from "../gpu/topk.ts";
 import {
+  parseSafetensors,
   readSafetensors,
   type StFile,
   type StTensor,
@@ -37,8 +40,21 @@ function halfToFloat(h: number): number {
   return s * (1 + f / 1024) * 2 ** (e - 15);
 }
 
-/** A float tensor as f32 (F32 copied bit-exactly; F64, F16, BF16 converted). */
+/** A float tensor as f32, refusing NaN and ±Inf: one such weight poisons every step after it. */
 function floats(t: StTensor, name: string): Float32Array {
+  const out = anyFloats(t, name);
+  const bad = out.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) {
+    throw new SaeFormatError(
+      `tensor "${name}": element ${bad} is ${out[bad]}, a non-finite weight; weights must be ` +
+        `finite numbers`,
+    );
+  }
+  return out;
+}
+
+/** A float tensor as f32 (F32 copied bit-exactly; F64, F16, BF16 converted). */
+function anyFloats(t: StTensor, name: string): Float32Array {
   const b = t.bytes;
   switch (t.dtype) {
     case "F32":
@@ -121,6 +137,22 @@ function foldBDecIntoBEnc(w: SaeWeights, d: number, n: number): void {
     for (let i = 0; i < n; i++) acc[i] += b * w.W_enc[j * n + i];
   }
   w.b_enc = Float32Array.from(acc);
+}
+
+/**
+ * k of a TopK or BatchTopK SAE: at least 1, at most d_sae, and within what the TopK kernel
+ * selects per row.
+ */
+function topK(v: unknown, dSae: number, what: string): number {
+  const k = posInt(v, what);
+  const max = Math.min(dSae, TOPK_MAX_K);
+  if (k > max) {
+    throw new SaeFormatError(
+      `${what}: ${k} is above ${max} (k must be ≤ d_sae = ${dSae} and ≤ ${TOPK_MAX_K}, the most ` +
+        `the TopK kernel selects)`,
+    );
+  }
+  return k;
 }
 
 function posInt(v: unknown, what: string): number {
@@ -311,13 +343,13 @@ export function saeFromSaeLens(cfg: Json, file: StFile, scalingFactor?: number):
   if (cfg.apply_b_dec_to_input === false) foldBDecIntoBEnc(weights, d, n);
 
   let k: number | undefined;
-  if (kind === "topk") k = posInt(cfg.k ?? fnKwargs.k, `${what}: cfg.json k`);
+  if (kind === "topk") k = topK(cfg.k ?? fnKwargs.k, n, `${what}: cfg.json k`);
   if (kind === "jumprelu" && cfg.splice_architecture === "batchtopk") {
     const th = weights.threshold!;
     if (th.every((v) => v === th[0])) {
       kind = "batchtopk";
       weights.threshold = th.slice(0, 1);
-      k = posInt(cfg.k, `${what}: cfg.json k`);
+      k = topK(cfg.k, n, `${what}: cfg.json k`);
     }
   }
   const meta =
@@ -337,6 +369,25 @@ export function saeFromSaeLens(cfg: Json, file: StFile, scalingFactor?: number):
   return scale === undefined ? sae : foldScaling(sae, scale);
 }
 
+const MAX_JSON_BYTES = 1 << 20;
+/** SAE weight files above this are refused before reading (d_sae 2^20 × d_in 4096 × f32 = 16 GiB). */
+const MAX_WEIGHTS_BYTES = 16 * 2 ** 30;
+
+function parseJsonObject(text: string, name: string, what: string): Json {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new SaeFormatError(`${what}: ${name} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    throw new SaeFormatError(
+      `${what}: ${name} must hold a JSON object, found ${JSON.stringify(v)}`,
+    );
+  }
+  return v as Json;
+}
+
 async function readJson(path: string, what: string): Promise<Json> {
   let text: string;
   try {
@@ -344,36 +395,57 @@ async function readJson(path: string, what: string): Promise<Json> {
   } catch (e) {
     throw new SaeFormatError(`${what}: cannot read ${path}: ${(e as Error).message}`);
   }
-  try {
-    return JSON.parse(text) as Json;
-  } catch (e) {
-    throw new SaeFormatError(`${what}: ${path} is not valid JSON: ${(e as Error).message}`);
-  }
+  return parseJsonObject(text, path, what);
 }
 
 async function exists(path: string): Promise<boolean> {
   try {
-    await Deno.stat(path);
+    await Deno.lstat(path);
     return true;
   } catch {
     return false;
   }
 }
 
+/**
+ * A file of an SAE folder, which must be a regular file in that folder (no symlink out, no FIFO
+ * or device) of at most `maxBytes`; errors name the file, not the folder's absolute path.
+ */
+async function readInFolder(dir: string, name: string, maxBytes: number): Promise<Uint8Array> {
+  try {
+    const { real } = await resolveInside(dir, name, name, "the SAE's folder");
+    return await readConfined(real, { roots: [dir] }, { maxBytes, label: name });
+  } catch (e) {
+    if (e instanceof FileAccessError) throw new SaeFormatError(`loadSae: ${e.message}`);
+    throw e;
+  }
+}
+
 /** Loads a SAELens directory (sae_weights.safetensors + cfg.json [+ activation_scaler.json]). */
 export async function loadSae(dir: string): Promise<Sae> {
-  const cfg = await readJson(join(dir, SAE_CFG_FILENAME), "loadSae");
-  const weightsPath = join(dir, SAE_WEIGHTS_FILENAME);
-  if (!(await exists(weightsPath))) {
-    throw new SaeFormatError(`loadSae: ${weightsPath} does not exist`);
-  }
+  const text = (name: string) =>
+    readInFolder(dir, name, MAX_JSON_BYTES).then((b) => new TextDecoder().decode(b));
+  const cfg = parseJsonObject(await text(SAE_CFG_FILENAME), SAE_CFG_FILENAME, "loadSae");
+  const weights = await readInFolder(dir, SAE_WEIGHTS_FILENAME, MAX_WEIGHTS_BYTES);
   let scale: number | undefined;
-  const scalerPath = join(dir, ACTIVATION_SCALER_FILENAME);
-  if (await exists(scalerPath)) {
-    const s = (await readJson(scalerPath, "loadSae")).scaling_factor;
+  if (await exists(join(dir, ACTIVATION_SCALER_FILENAME))) {
+    const s = parseJsonObject(
+      await text(ACTIVATION_SCALER_FILENAME),
+      ACTIVATION_SCALER_FILENAME,
+      "loadSae",
+    ).scaling_factor;
+    if (typeof s === "number" && !(Number.isFinite(s) && s > 0)) {
+      throw new SaeFormatError(`loadSae: ${ACTIVATION_SCALER_FILENAME} scaling_factor is ${s}`);
+    }
     if (typeof s === "number") scale = s;
   }
-  return saeFromSaeLens(cfg, await readSafetensors(weightsPath), scale);
+  let file: StFile;
+  try {
+    file = parseSafetensors(weights);
+  } catch (e) {
+    throw new SaeFormatError(`loadSae: ${SAE_WEIGHTS_FILENAME}: ${(e as Error).message}`);
+  }
+  return saeFromSaeLens(cfg, file, scale);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -447,7 +519,7 @@ export function saeFromDictionaryLearning(file: StFile, opts: DictionaryLearning
       sae = { cfg: { kind: "relu", dIn: d, dSae: n }, weights: { W_enc, b_enc, W_dec, b_dec } };
     } else {
       const b_dec = takeF32(file, "b_dec", [d], what);
-      const k = posInt(intScalar(take(file, "k", [], what), "k"), `${what}: tensor "k"`);
+      const k = topK(intScalar(take(file, "k", [], what), "k"), n, `${what}: tensor "k"`);
       const threshold = takeF32(file, "threshold", [], what);
       rejectExtra(
         file,
@@ -506,7 +578,7 @@ export function saeFromSparsify(cfg: Json, file: StFile): Sae {
     ? cfg.num_latents
     : posInt(cfg.expansion_factor, `${what}: cfg.json expansion_factor`) * d;
   const n = posInt(numLatents, `${what}: cfg.json num_latents`);
-  const k = posInt(cfg.k, `${what}: cfg.json k`);
+  const k = topK(cfg.k, n, `${what}: cfg.json k`);
   if ((cfg.activation ?? "topk") !== "topk") {
     throw new SaeFormatError(
       `${what}: activation "${cfg.activation}" is not supported (topk only)`,

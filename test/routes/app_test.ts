@@ -2,7 +2,7 @@
 import { assert, assertEquals } from "@std/assert";
 import { Hono } from "hono";
 import { z } from "zod";
-import { Config } from "../../config.ts";
+import { Config, ConfigError, loadConfig } from "../../config.ts";
 import { type Database, openDatabase } from "../../db/client.ts";
 import { EventHub, MemoryEventStore } from "../../jobs/events.ts";
 import { MemoryJobStore } from "../../jobs/memory_store.ts";
@@ -98,4 +98,62 @@ Deno.test("app: a lost device is reported by /health, which keeps serving", asyn
   }
   assert(msg.includes("was lost"), msg);
   await database?.close();
+  database = null;
+});
+
+Deno.test("app: with a token, the page, /ui, /openapi.json and /docs need it too; 401 is the error shape", async () => {
+  const token = "a token # with spaces";
+  const a = await app({ token });
+  for (const path of ["/", "/ui/app.js", "/ui/app.css", "/openapi.json", "/docs", "/models"]) {
+    const r = await a.request(path);
+    assertEquals(r.status, 401, path);
+    assertEquals(r.headers.get("WWW-Authenticate")?.startsWith("Bearer"), true, path);
+    const body = await r.json();
+    assertEquals(body.error.code, "unauthorized", path);
+    assert(body.error.message.length > 0 && "details" in body.error, path);
+  }
+  const auth = { Authorization: `Bearer ${token}` };
+  for (const path of ["/", "/ui/app.js", "/openapi.json", "/docs", "/models"]) {
+    assertEquals((await a.request(path, { headers: auth })).status, 200, path);
+  }
+  // A wrong token (with spaces and "#" too) is refused and never echoed.
+  const wrong = await a.request("/models", {
+    headers: { Authorization: "Bearer a token # zzqq-bad" },
+  });
+  assertEquals(wrong.status, 401);
+  assert(!(await wrong.text()).includes("zzqq"), "the rejected token is not echoed");
+  assertEquals(
+    (await a.request("/models", { headers: { Authorization: `Basic ${btoa(token)}` } })).status,
+    401,
+  );
+
+  // The page: /?token= once sets an HttpOnly cookie that later requests (its script, SSE) carry.
+  const page = await a.request(`/?token=${encodeURIComponent(token)}`);
+  assertEquals(page.status, 200);
+  const setCookie = page.headers.get("set-cookie") ?? "";
+  assert(/HttpOnly/i.test(setCookie) && /SameSite=Strict/i.test(setCookie), setCookie);
+  const cookie = setCookie.split(";")[0];
+  assertEquals((await a.request("/ui/app.js", { headers: { cookie } })).status, 200);
+  assertEquals((await a.request("/models", { headers: { cookie } })).status, 200);
+  assertEquals((await a.request(`/?token=nope-nope-nope`)).status, 401);
+  // The query token is for the page only, not for API routes.
+  assertEquals((await a.request(`/models?token=${encodeURIComponent(token)}`)).status, 401);
+  assertEquals((await a.request("/health")).status, 200);
+  await database?.close();
+  database = null;
+});
+
+Deno.test("config: tokens of printable ASCII; a rejected token is never echoed", () => {
+  assertEquals(loadConfig([], { SPLICE_TOKEN: "spaces and # ok" }).token, "spaces and # ok");
+  for (const bad of ["short", " leading-space", "trailing-space ", "tab\there-x", "über-token"]) {
+    let msg = "";
+    try {
+      loadConfig([], { SPLICE_TOKEN: bad });
+    } catch (e) {
+      assert(e instanceof ConfigError);
+      msg = e.message;
+    }
+    assert(msg.includes("SPLICE_TOKEN"), `${JSON.stringify(bad)}: ${msg}`);
+    assert(!msg.includes(bad.trim()), `the token is echoed: ${msg}`);
+  }
 });

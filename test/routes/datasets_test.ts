@@ -75,8 +75,16 @@ Deno.test({
       assertStringIncludes((await bad.json()).error.message, "not JSON");
       const odd = await post({ name: "odd", path: `${root}/odd.u16`, format: "tokens" });
       assertEquals(odd.status, 400);
-      const out = await post({ name: "x", path: `${outside}/x.txt`, format: "text" });
-      assertEquals(out.status, 403);
+      // Outside the roots, an existing and a missing file get the same status and message.
+      const existing = await post({ name: "x", path: `${outside}/x.txt`, format: "text" });
+      assertEquals(existing.status, 400);
+      await Deno.remove(`${outside}/x.txt`).catch(() => {});
+      const gone = await post({ name: "x", path: `${outside}/x.txt`, format: "text" });
+      assertEquals(gone.status, 400);
+      assertEquals(
+        (await gone.json()).error.message,
+        (await existing.json()).error.message,
+      );
       const missing = await post({ name: "m", path: `${root}/none.txt`, format: "text" });
       assert(missing.status >= 400 && missing.status < 500);
       assertEquals(

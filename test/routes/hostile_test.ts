@@ -162,6 +162,18 @@ Deno.test({
       console.log(`statuses: ${JSON.stringify(Object.fromEntries(statuses))}`);
       assertEquals((await fetch(`${url}/health`)).status, 200);
       assertEquals((await fetch(`${url}/models`, { headers: auth })).status, 200);
+      // Nothing but /health answers without the token; every 401 says how to authenticate.
+      for (const path of ["/", "/ui/app.js", "/openapi.json", "/docs"]) {
+        const r = await fetch(`${url}${path}`);
+        assertEquals(r.status, 401, path);
+        assertEquals(r.headers.get("www-authenticate"), 'Bearer realm="splice"', path);
+        assertEquals((await r.json()).error.code, "unauthorized", path);
+      }
+      // Outside the roots, an existing and a missing file get the same status and message.
+      const reg = (path: string) =>
+        fetch(`${url}/models`, json(JSON.stringify({ name: "x", path })))
+          .then(async (r) => [r.status, (await r.json()).error.message.replace(path, "P")]);
+      assertEquals(await reg(outside), await reg(`${outside}.missing`));
     } finally {
       await server.shutdown();
       await database.close();
