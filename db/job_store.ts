@@ -1,7 +1,7 @@
 // JobStore and EventStore over the database. claim() uses FOR UPDATE SKIP LOCKED, so processes
 // sharing one PostgreSQL each take a different job; a job whose lease lapsed (its process died) is
 // taken again and resumes from its checkpoint.
-import { and, asc, desc, eq, gt, max, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, sql } from "drizzle-orm";
 import type { EventStore, EventType, JobEvent } from "../jobs/events.ts";
 import type { JobRecord, JobState, JobStore } from "../jobs/types.ts";
 import type { Db } from "./client.ts";
@@ -37,7 +37,7 @@ export class DbJobStore implements JobStore {
     if (!kinds.length) return null;
     const kindList = sql.join(kinds.map((k) => sql`${k}`), sql`, `);
     const rows = await this.db.execute(sql`
-      UPDATE jobs SET state = 'running', lease_owner = ${owner},
+      UPDATE jobs SET state = 'running', lease_owner = ${owner}, attempts = attempts + 1,
         lease_expires = now() + (${leaseMs}::int * interval '1 millisecond'),
         started_at = coalesce(started_at, now())
       WHERE id = (
@@ -72,11 +72,27 @@ export class DbJobStore implements JobStore {
 export class DbEventStore implements EventStore {
   constructor(readonly db: Db) {}
 
-  async append(events: JobEvent[]): Promise<void> {
-    if (!events.length) return;
-    await this.db.insert(jobEvents).values(
-      events.map((e) => ({ jobId: e.jobId, seq: e.id, type: e.type, data: e.data ?? null })),
-    );
+  /**
+   * The id is max+1 computed inside the INSERT. Two processes adding to one job at once can both
+   * compute the same id; the primary key lets one win and the other retries with a fresh max, so
+   * ids stay dense and reach the table in order (a reader never sees id n+1 before n commits).
+   */
+  async add(jobId: string, type: EventType, data: unknown): Promise<JobEvent> {
+    const json = data === undefined || data === null ? null : JSON.stringify(data);
+    for (let attempt = 1;; attempt++) {
+      try {
+        const rows = await this.db.execute(sql`
+          INSERT INTO job_events (job_id, seq, type, data)
+          SELECT ${jobId}, coalesce(max(seq), 0) + 1, ${type}, ${json}::jsonb
+          FROM job_events WHERE job_id = ${jobId}
+          RETURNING seq`);
+        const list = (rows as unknown as { rows?: { seq: number }[] }).rows ??
+          (rows as unknown as { seq: number }[]);
+        return { jobId, id: Number(list[0].seq), type, data: data ?? null };
+      } catch (e) {
+        if (attempt >= MAX_ID_RACES || !isUniqueViolation(e)) throw e;
+      }
+    }
   }
 
   async after(jobId: string, afterId: number): Promise<JobEvent[]> {
@@ -90,11 +106,15 @@ export class DbEventStore implements EventStore {
       data: r.data,
     }));
   }
+}
 
-  async lastId(jobId: string): Promise<number> {
-    const [r] = await this.db.select({ m: max(jobEvents.seq) }).from(jobEvents).where(
-      eq(jobEvents.jobId, jobId),
-    );
-    return r?.m ?? 0;
+/** More writers than this racing for one job's next id means something else is wrong. */
+const MAX_ID_RACES = 50;
+
+function isUniqueViolation(e: unknown): boolean {
+  // Drizzle wraps the driver's error; PostgreSQL and PGlite both report SQLSTATE 23505.
+  for (let c = e as { code?: string; cause?: unknown } | undefined; c; c = c.cause as typeof c) {
+    if (c.code === "23505") return true;
   }
+  return false;
 }

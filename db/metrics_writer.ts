@@ -1,6 +1,8 @@
 // Metrics rows are written in batches: a fine-tune logs every few steps, and one INSERT per row
-// would cost more than the step on a fast GPU. flush() is awaited at checkpoints and at the end,
-// so no row written before a checkpoint is lost if the process dies after it.
+// would cost more than the step on a fast GPU. flush() is awaited before each checkpoint is
+// written and at the end: a resumed job restarts after its newest checkpoint, so every row that
+// checkpoint covers must already be in the database. Rows are keyed by (job, step); a re-run step
+// does not write its row twice.
 import type { Db } from "./client.ts";
 import { metrics } from "./schema.ts";
 
@@ -20,11 +22,14 @@ export class MetricsWriter {
 
   add(row: MetricRow): void {
     this.#rows.push(row);
-    if (this.#rows.length >= this.maxRows) void this.flush();
-    else this.#timer ??= setTimeout(() => void this.flush(), this.maxDelayMs);
+    if (this.#rows.length >= this.maxRows) this.#background();
+    else this.#timer ??= setTimeout(() => this.#background(), this.maxDelayMs);
   }
 
-  /** Writes everything added so far; resolves when it is in the database. */
+  /**
+   * Writes everything added so far; resolves when it is in the database. A failed write keeps its
+   * rows for the next flush and rejects, so a checkpoint waiting on it is not written.
+   */
   flush(): Promise<void> {
     if (this.#timer !== null) {
       clearTimeout(this.#timer);
@@ -32,11 +37,24 @@ export class MetricsWriter {
     }
     const rows = this.#rows;
     this.#rows = [];
-    this.#flushing = this.#flushing.then(async () => {
+    const write = this.#flushing.catch(() => {}).then(async () => {
       if (!rows.length) return;
-      await this.db.insert(metrics).values(rows).onConflictDoNothing();
+      try {
+        await this.db.insert(metrics).values(rows).onConflictDoNothing();
+      } catch (e) {
+        this.#rows.unshift(...rows);
+        throw e;
+      }
     });
-    return this.#flushing;
+    this.#flushing = write;
+    return write;
+  }
+
+  /** A flush nobody awaits: its failure is logged (the rows stay queued), not unhandled. */
+  #background(): void {
+    this.flush().catch((e) =>
+      console.error(`splice: writing metric rows failed (kept for the next flush): ${e.message}`)
+    );
   }
 
   get pending(): number {

@@ -58,6 +58,8 @@ export const jobs = pgTable("jobs", {
   error: text("error"),
   checkpoint: text("checkpoint"),
   cancelRequested: boolean("cancel_requested").notNull().default(false),
+  /** How many times a worker has claimed the job; bounded, so a job that kills its process ends. */
+  attempts: integer("attempts").notNull().default(0),
   leaseOwner: text("lease_owner"),
   leaseExpires: timestamp("lease_expires", { withTimezone: true }),
   createdAt: created(),

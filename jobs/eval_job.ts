@@ -3,10 +3,12 @@ import { evals, saes } from "../db/schema.ts";
 import { eq } from "drizzle-orm";
 import { ceEval } from "../eval/ce_eval.ts";
 import { EvalConfig } from "../eval/config.ts";
-import { loadSae } from "../sae/io.ts";
 import { loadDataset } from "./datasets.ts";
-import { chooseEp, type FinetuneDeps, JobInputError, loadModelRow } from "./finetune_job.ts";
+import { type FinetuneDeps, JobInputError, loadModelRow } from "./finetune_job.ts";
+import { chooseEp, runtimeInfo } from "../lm/session.ts";
 import type { JobContext, JobHandler } from "./runner.ts";
+import { guardTrainer } from "./gpu_guard.ts";
+import { loadCheckedSae } from "./sae_checks.ts";
 
 export function evalHandler(deps: Omit<FinetuneDeps, "metrics">): JobHandler {
   return async (ctx: JobContext) => {
@@ -14,7 +16,7 @@ export function evalHandler(deps: Omit<FinetuneDeps, "metrics">): JobHandler {
     const { model, contextLength } = await loadModelRow(deps.database, cfg.model);
     const [row] = await deps.database.db.select().from(saes).where(eq(saes.id, cfg.sae));
     if (!row) throw new JobInputError(`SAE "${cfg.sae}" is not registered`);
-    const sae = await loadSae(row.path);
+    const sae = await loadCheckedSae(row.path, cfg.sae);
     const hook = cfg.hook ?? sae.cfg.metadata?.hookName ?? row.hook;
     if (!hook) throw new JobInputError(`SAE "${cfg.sae}" names no hook; pass "hook"`);
     const data = (await loadDataset(deps.database, cfg.dataset)).batches(
@@ -25,14 +27,18 @@ export function evalHandler(deps: Omit<FinetuneDeps, "metrics">): JobHandler {
       false,
     );
     const n = Math.max(1, Math.floor(cfg.sequences / cfg.batch_size));
-    const ep = chooseEp(deps.gpu, cfg.ep);
-    const runner = await deps.createTrainer(deps.gpu, sae, {
-      weightDecay: 0,
-      gradClip: 1,
-      decoderConstraint: false,
-    });
+    const ep = await chooseEp(cfg.ep);
+    const runner = guardTrainer(
+      await deps.createTrainer(deps.gpu, sae, {
+        weightDecay: 0,
+        gradClip: 1,
+        decoderConstraint: false,
+      }),
+      deps.gpu.device,
+      { mustMove: false },
+    );
     try {
-      const result = await ceEval({
+      const evaluation = await ceEval({
         model,
         hook,
         ep,
@@ -54,6 +60,7 @@ export function evalHandler(deps: Omit<FinetuneDeps, "metrics">): JobHandler {
         signal: ctx.signal,
         onProgress: (p) => void ctx.emit("progress", p),
       });
+      const result = { ...evaluation, runtime: runtimeInfo(ep) };
       await deps.database.db.insert(evals).values({
         id: ctx.job.id,
         jobId: ctx.job.id,

@@ -1,6 +1,9 @@
 // Job events: every event a job emits gets the next id of that job, is persisted, and is fanned
-// out to live subscribers. A subscriber that names the last id it saw (SSE Last-Event-ID) first
-// gets the persisted history after that id, then live events, with no gap and no duplicate.
+// out to live subscribers. The store allocates the id as it persists the event, so processes
+// sharing a database never hand out the same id (a process that takes over another's job
+// continues its history instead of colliding with it). A subscriber that names the last id it saw
+// (SSE Last-Event-ID) first gets the persisted history after that id, then live events, with no
+// gap and no duplicate.
 
 export type EventType = "state" | "progress" | "metrics" | "log" | "result" | "error";
 
@@ -13,30 +16,26 @@ export interface JobEvent {
 
 /** Where events are kept (the job_events table; an in-memory one for tests). */
 export interface EventStore {
-  /** Persists events; ids are already assigned. */
-  append(events: JobEvent[]): Promise<void>;
+  /**
+   * Persists an event under the job's next id, allocated atomically with the write (one past the
+   * largest id any process has stored for the job), and returns it.
+   */
+  add(jobId: string, type: EventType, data: unknown): Promise<JobEvent>;
   /** Events of a job with id > afterId, in id order. */
   after(jobId: string, afterId: number): Promise<JobEvent[]>;
-  /** The largest id of a job's events, 0 if none. */
-  lastId(jobId: string): Promise<number>;
 }
 
 export class MemoryEventStore implements EventStore {
   #events = new Map<string, JobEvent[]>();
-  append(events: JobEvent[]): Promise<void> {
-    for (const e of events) {
-      const list = this.#events.get(e.jobId) ?? [];
-      list.push(e);
-      this.#events.set(e.jobId, list);
-    }
-    return Promise.resolve();
+  add(jobId: string, type: EventType, data: unknown): Promise<JobEvent> {
+    const list = this.#events.get(jobId) ?? [];
+    const event = { jobId, id: (list.at(-1)?.id ?? 0) + 1, type, data };
+    list.push(event);
+    this.#events.set(jobId, list);
+    return Promise.resolve(event);
   }
   after(jobId: string, afterId: number): Promise<JobEvent[]> {
     return Promise.resolve((this.#events.get(jobId) ?? []).filter((e) => e.id > afterId));
-  }
-  lastId(jobId: string): Promise<number> {
-    const list = this.#events.get(jobId);
-    return Promise.resolve(list?.length ? list[list.length - 1].id : 0);
   }
 }
 
@@ -50,7 +49,6 @@ export function isFinal(e: JobEvent): boolean {
 type Listener = (e: JobEvent) => void;
 
 export class EventHub {
-  #next = new Map<string, number>();
   #listeners = new Map<string, Set<Listener>>();
   // Appends are chained per job so ids reach the store in order even when callers do not await.
   #tail = new Map<string, Promise<void>>();
@@ -61,20 +59,12 @@ export class EventHub {
    */
   constructor(readonly store: EventStore, readonly pollMs = 1000) {}
 
-  async #nextId(jobId: string): Promise<number> {
-    let n = this.#next.get(jobId);
-    if (n === undefined) n = (await this.store.lastId(jobId)) + 1;
-    this.#next.set(jobId, n + 1);
-    return n;
-  }
-
-  /** Assigns the next id, persists, then notifies live subscribers. */
+  /** Persists under the next id, then notifies live subscribers. */
   async publish(jobId: string, type: EventType, data: unknown): Promise<JobEvent> {
     const prev = this.#tail.get(jobId) ?? Promise.resolve();
     let event!: JobEvent;
     const done = prev.then(async () => {
-      event = { jobId, id: await this.#nextId(jobId), type, data };
-      await this.store.append([event]);
+      event = await this.store.add(jobId, type, data);
       for (const l of this.#listeners.get(jobId) ?? []) l(event);
     });
     this.#tail.set(jobId, done.catch(() => {}));

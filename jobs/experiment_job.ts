@@ -8,13 +8,8 @@ import { resolveHook } from "../lm/hooks.ts";
 import { type ArmResult, runArm } from "../train/experiment.ts";
 import { expandArms, ExperimentConfig } from "../train/experiment_config.ts";
 import { loadDataset } from "./datasets.ts";
-import {
-  chooseEp,
-  type FinetuneDeps,
-  JobInputError,
-  loadModelRow,
-  loadSaeById,
-} from "./finetune_job.ts";
+import { type FinetuneDeps, JobInputError, loadModelRow, loadSaeById } from "./finetune_job.ts";
+import { chooseEp, runtimeInfo } from "../lm/session.ts";
 import type { JobContext, JobHandler } from "./runner.ts";
 
 export type ExperimentDeps = Omit<FinetuneDeps, "createTrainer">;
@@ -87,7 +82,7 @@ export function experimentHandler(deps: ExperimentDeps): JobHandler {
       throw new JobInputError((e as Error).message);
     }
     const data = await loadDataset(deps.database, cfg.dataset);
-    const ep = chooseEp(deps.gpu, cfg.ep);
+    const ep = await chooseEp(cfg.ep);
     const arms = expandArms(cfg);
     // The route inserts the row too; whichever comes first, it exists before results are saved.
     await db.insert(experiments).values({
@@ -145,6 +140,6 @@ export function experimentHandler(deps: ExperimentDeps): JobHandler {
       plots: resultPlots(ordered),
     };
     await save(result);
-    return { experiment: row?.id ?? ctx.job.id, table: result.table };
+    return { experiment: row?.id ?? ctx.job.id, table: result.table, runtime: runtimeInfo(ep) };
   };
 }

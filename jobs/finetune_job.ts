@@ -7,18 +7,31 @@ import type { MetricsWriter } from "../db/metrics_writer.ts";
 import { models, saes } from "../db/schema.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import { listHookPoints, resolveHook } from "../lm/hooks.ts";
-import { decodeModel, type ModelProto } from "../lm/onnx.ts";
-import type { ExecutionProvider } from "../lm/session.ts";
+import type { ModelProto } from "../lm/onnx.ts";
+import { loadLm } from "../lm/load.ts";
+import { chooseEp, runtimeInfo } from "../lm/session.ts";
 import { initSae } from "../sae/init.ts";
-import { loadSae, saveSae } from "../sae/io.ts";
+import { saveSae } from "../sae/io.ts";
 import type { Sae } from "../sae/types.ts";
-import { FinetuneConfig, stepsOf } from "../train/config.ts";
+import { FinetuneConfig, SaeInit, stepsOf } from "../train/config.ts";
+import { saeHealth } from "../train/health.ts";
+import {
+  centreOf,
+  needsScale,
+  normalizationFor,
+  scratchSparsity,
+} from "../train/scratch_defaults.ts";
 import { runFinetune, type SaeTrainer, type StepMetrics } from "../train/finetune.ts";
 import { runMsePhase } from "../train/mse_phase.ts";
+import { microBatchFor, stepShapeOf } from "../train/memory.ts";
 import { estimateActivationScale } from "../train/activation_scale.ts";
+import { NonFiniteError } from "../train/checkpoint.ts";
 import { foldScaling } from "../sae/scaling.ts";
 import { ceEval } from "../eval/ce_eval.ts";
 import { loadDataset } from "./datasets.ts";
+import { guardTrainer } from "./gpu_guard.ts";
+import { loadCheckedSae } from "./sae_checks.ts";
+import { hasCheckpoint, withoutCheckpoint } from "./nonfinite.ts";
 import type { JobContext, JobHandler } from "./runner.ts";
 
 export const DEFAULT_HOOK: Record<string, string> = { "tiny-neox": "/blocks.1/Add_2_output_0" };
@@ -32,7 +45,14 @@ export interface OwnedTrainer extends SaeTrainer {
 export type TrainerFactory = (
   gpu: GpuContext,
   sae: Sae,
-  opts: { weightDecay: number; gradClip: number; decoderConstraint: boolean },
+  opts: {
+    weightDecay: number;
+    gradClip: number;
+    decoderConstraint: boolean;
+    deadWindowTokens?: number;
+    jumpBandwidth?: number;
+    thresholdStartStep?: number;
+  },
 ) => Promise<OwnedTrainer>;
 
 export interface FinetuneDeps {
@@ -55,19 +75,19 @@ export async function loadModelRow(database: Database, id: string) {
   const [row] = await database.db.select().from(models).where(eq(models.id, id));
   if (!row) throw new JobInputError(`model "${id}" is not registered`);
   const info = (row.info ?? {}) as { contextLength?: number };
-  return { model: decodeModel(await Deno.readFile(row.path)), contextLength: info.contextLength };
+  // The registered path was confined when the model was registered; loadLm resolves its external
+  // data beside it and makes the signature canonical (mask, positions, empty past).
+  const { model } = await loadLm(row.path, { label: `model "${id}"` });
+  return { model, contextLength: info.contextLength };
 }
 
 export async function loadSaeById(database: Database, id: string): Promise<Sae> {
   const [row] = await database.db.select().from(saes).where(eq(saes.id, id));
   if (!row) throw new JobInputError(`SAE "${id}" is not registered`);
-  return await loadSae(row.path);
+  return await loadCheckedSae(row.path, id);
 }
 
-export function chooseEp(gpu: GpuContext, ep: "auto" | ExecutionProvider): ExecutionProvider {
-  // llvmpipe runs the LM ~3× slower than ORT's wasm EP (DESIGN.md): there, the CPU path wins.
-  return ep === "auto" ? (gpu.info.isSoftware ? "wasm" : "webgpu") : ep;
-}
+export { chooseEp };
 
 export function finetuneHandler(deps: FinetuneDeps): JobHandler {
   return async (ctx: JobContext) => {
@@ -88,7 +108,7 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
     if (!Number.isInteger(width)) {
       throw new JobInputError(`hook "${hook}" has no fixed width in "${cfg.model}"`);
     }
-    const init = cfg.init ?? { kind: "topk" as const, d_sae: 2048, k: 16, l1_coefficient: 5 };
+    const init = cfg.init ?? SaeInit.parse({ kind: "topk", d_sae: 2048, k: 16 });
     const sae: Sae = start ?? initSae({
       kind: init.kind,
       dIn: width,
@@ -104,12 +124,24 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
     }
     const data = await loadDataset(deps.database, cfg.dataset);
     const train = data.batches("train", cfg.batch_size, cfg.seq_len, cfg.seed);
-    const ep = chooseEp(deps.gpu, cfg.ep);
+    const ep = await chooseEp(cfg.ep);
+    // The KL step runs in micro-batches that fit the runtime's memory (or the one asked for).
+    let microBatch: number;
+    try {
+      microBatch = microBatchFor(
+        stepShapeOf(model, { batch: cfg.batch_size, seq: cfg.seq_len, dModel: width }),
+        ep,
+        cfg.micro_batch,
+      );
+    } catch (e) {
+      throw new JobInputError((e as Error).message);
+    }
     const dir = `${deps.dataDir}/jobs/${ctx.job.id}`;
     await ctx.setCheckpoint(`${dir}/checkpoints`);
     // From scratch, optionally train on s·x (E‖s·x‖² = d_in); s is folded into the saved SAE. The
     // estimate is deterministic, so a resumed job finds the same s.
-    const scale = !start && cfg.normalize_activations !== "none"
+    const normalize = normalizationFor(init.kind, cfg.normalize_activations);
+    const measured = !start && needsScale(init, normalize)
       ? await estimateActivationScale({
         model,
         hook,
@@ -121,12 +153,52 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
         batches: 16,
       })
       : 1;
-    if (scale !== 1) await ctx.emit("log", { message: `activation scaling factor ${scale}` });
-    const trainer = await deps.createTrainer(deps.gpu, sae, {
-      weightDecay: cfg.weight_decay,
-      gradClip: cfg.grad_clip,
-      decoderConstraint: cfg.decoder_constraint,
+    const scale = !start && normalize !== "none" ? measured : 1;
+    const planned = stepsOf(cfg);
+    const firstSteps = planned - Math.max(1, Math.round(planned * cfg.finetune_fraction));
+    // JumpReLU from scratch: b_dec at the activations' geometric median and θ from the spread
+    // about it, so about target_l0 latents fire from the first step.
+    const centre = !start && init.kind === "jumprelu"
+      ? await centreOf({
+        model,
+        hook,
+        ep,
+        device: ep === "webgpu" ? deps.gpu.device : undefined,
+        data: data.batches("train", cfg.batch_size, cfg.seq_len, cfg.seed + 2),
+        batchSize: cfg.batch_size,
+        seqLen: cfg.seq_len,
+        batches: 4,
+      }, scale)
+      : null;
+    if (centre) sae.weights.b_dec = centre.bDec;
+    const sparsity = start ? {} : scratchSparsity(init, {
+      dIn: width,
+      rms: scale / measured, // √(E‖x‖²/d_in) of what the SAE reads
+      centeredRms: centre?.rms,
+      mseSteps: cfg.kind === "mse" ? planned : cfg.kind === "e2e" ? 0 : Math.max(0, firstSteps),
     });
+    if (sparsity.theta !== undefined) sae.weights.threshold!.fill(sparsity.theta);
+    if (scale !== 1) await ctx.emit("log", { message: `activation scaling factor ${scale}` });
+    const trainer = guardTrainer(
+      await deps.createTrainer(deps.gpu, sae, {
+        weightDecay: cfg.weight_decay,
+        gradClip: cfg.grad_clip,
+        decoderConstraint: cfg.decoder_constraint,
+        // A short run's dead latents show within it (topk keeps its auxk window).
+        ...(!start && init.kind !== "topk"
+          ? {
+            deadWindowTokens: Math.min(
+              1_000_000,
+              Math.max(cfg.batch_size * cfg.seq_len, Math.floor(cfg.tokens / 8)),
+            ),
+          }
+          : {}),
+        jumpBandwidth: sparsity.bandwidth,
+        thresholdStartStep: sparsity.thresholdStartStep,
+      }),
+      deps.gpu.device,
+      { mustMove: true },
+    );
     try {
       const steps = stepsOf(cfg);
       // From scratch: MSE on the first (1 − F) of the tokens, then the chosen objective.
@@ -152,6 +224,9 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
         },
       ];
       let done = 0, last: (StepMetrics & { phase: string }) | null = null;
+      // relu / jumprelu from scratch: λ starts at the scale-free default, warms up in the MSE
+      // phase, and the controller holds target_l0 there and on through the fine-tune.
+      let lambda = sparsity.lambda ?? sae.cfg.l1Coefficient ?? init.l1_coefficient ?? 5;
       for (const phase of phases) {
         const common = {
           model,
@@ -168,9 +243,12 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
           },
           l1: sae.cfg.kind === "relu" || sae.cfg.kind === "jumprelu"
             ? {
-              lambda: sae.cfg.l1Coefficient ?? init.l1_coefficient,
-              target: cfg.l1_target_l0,
+              lambda,
+              target: cfg.l1_target_l0 ?? (start ? undefined : init.target_l0),
               controller: cfg.l1_controller,
+              ...(start || phase.objective !== "mse"
+                ? {}
+                : { rate: cfg.l1_controller_rate, warmupSteps: sparsity.warmupSteps }),
             }
             : undefined,
           activationScale: scale,
@@ -197,8 +275,9 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
             await ctx.emit("metrics", row);
             await ctx.emit("progress", { step, totalSteps: steps, phase: phase.name });
           },
-          // Metrics rows up to a checkpoint are in the database before the run moves past it.
-          onCheckpoint: () => deps.metrics.flush(),
+          // A resume restarts after the newest checkpoint, so the metric rows it covers must be
+          // in the database before it is published: a kill just after the rename loses none.
+          beforeCheckpoint: () => deps.metrics.flush(),
         };
         // Training from scratch, MSE steps read shuffled activations (the field's practice); the
         // fine-tune arms read tokens in order, so that arms compared see the same data.
@@ -221,8 +300,10 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
             sae: trainer,
             batchSize: cfg.batch_size,
             skipFirstPositions: cfg.skip_first_positions,
+            microBatch,
           });
         done += phase.steps;
+        if ("l1Lambdas" in r && r.l1Lambdas[0] !== null) lambda = r.l1Lambdas[0];
         if (r.resumedFrom > 0) {
           await ctx.emit("log", { message: `${phase.name}: resumed at step ${r.resumedFrom}` });
         }
@@ -237,20 +318,6 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
         hookName: hook,
         contextSize: cfg.seq_len,
       };
-      const saeDir = `${deps.dataDir}/saes/${ctx.job.id}`;
-      await saveSae(saeDir, trained);
-      await deps.database.db.insert(saes).values({
-        id: ctx.job.id,
-        name: `${cfg.kind} of ${cfg.sae ?? "a new SAE"} on ${cfg.model}`,
-        path: saeDir,
-        architecture: trained.cfg.kind,
-        dIn: trained.cfg.dIn,
-        dSae: trained.cfg.dSae,
-        modelId: cfg.model,
-        hook,
-        cfg: trained.cfg,
-        jobId: ctx.job.id,
-      }).onConflictDoNothing();
       let evaluation = null;
       if (cfg.eval_sequences > 0) {
         await ctx.emit("log", {
@@ -282,7 +349,56 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
           signal: ctx.signal,
         });
       }
-      return { sae: ctx.job.id, hook, steps, last, eval: evaluation, activationScale: scale };
+      // Registered only once nothing can fail or be cancelled any more: a job cancelled during
+      // its final eval leaves no SAE behind.
+      ctx.throwIfCancelled();
+      // A dead or diverged SAE fails the job rather than being registered as a result.
+      const health = saeHealth(
+        evaluation
+          ? {
+            // The evaluation leaves L0 out when no latent fired at all.
+            l0: evaluation.recon.l0 ?? 0,
+            fvu: evaluation.recon.fvu,
+            source: "evaluation",
+            steps: stepsOf(cfg),
+          }
+          : {
+            steps: stepsOf(cfg),
+            l0: (last as StepMetrics | null)?.l0 ?? NaN,
+            // Without an evaluation FVU is known only where the step measured it.
+            fvu: (last as StepMetrics | null)?.fvu ?? 0,
+            source: "last training step",
+          },
+      );
+      if (!health.ok) throw new Error(`the trained SAE is unusable: ${health.reason}`);
+      const saeDir = `${deps.dataDir}/saes/${ctx.job.id}`;
+      await saveSae(saeDir, trained);
+      await deps.database.db.insert(saes).values({
+        id: ctx.job.id,
+        name: `${cfg.kind} of ${cfg.sae ?? "a new SAE"} on ${cfg.model}`,
+        path: saeDir,
+        architecture: trained.cfg.kind,
+        dIn: trained.cfg.dIn,
+        dSae: trained.cfg.dSae,
+        modelId: cfg.model,
+        hook,
+        cfg: trained.cfg,
+        jobId: ctx.job.id,
+      }).onConflictDoNothing();
+      return {
+        sae: ctx.job.id,
+        hook,
+        steps,
+        last,
+        eval: evaluation,
+        activationScale: scale,
+        runtime: runtimeInfo(ep),
+      };
+    } catch (e) {
+      if (e instanceof NonFiniteError && !(await hasCheckpoint(`${dir}/checkpoints`))) {
+        throw withoutCheckpoint(e, cfg.sae ?? null);
+      }
+      throw e;
     } finally {
       trainer.release();
     }

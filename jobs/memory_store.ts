@@ -12,6 +12,7 @@ export class MemoryJobStore implements JobStore {
       error: null,
       checkpoint: null,
       cancelRequested: false,
+      attempts: 0,
       leaseOwner: null,
       leaseExpires: null,
       createdAt: new Date(),
@@ -45,6 +46,7 @@ export class MemoryJobStore implements JobStore {
     const j = candidates[0];
     if (!j) return Promise.resolve(null);
     j.state = "running";
+    j.attempts++;
     j.leaseOwner = owner;
     j.leaseExpires = new Date(now + leaseMs);
     j.startedAt ??= new Date(now);

@@ -12,6 +12,8 @@ export interface JobRecord {
   /** Directory of the job's checkpoints and artifacts. */
   checkpoint: string | null;
   cancelRequested: boolean;
+  /** Claims so far, this one included. */
+  attempts: number;
   leaseOwner: string | null;
   leaseExpires: Date | null;
   createdAt: Date;

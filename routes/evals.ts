@@ -1,4 +1,4 @@
-// /evals: start a CE-eval (a job), list, get its result, follow its events.
+// /evals: start a CE-eval (a job), list, get its result, cancel, follow its events.
 import { Hono } from "hono";
 import { EvalConfig } from "../eval/config.ts";
 import type { JobRecord } from "../jobs/types.ts";
@@ -6,7 +6,8 @@ import type { AppDeps } from "./app.ts";
 import { notFound } from "./errors.ts";
 import { streamJobEvents } from "./sse.ts";
 import { jsonBody } from "./validate.ts";
-import { requireSae, requireWorker } from "./references.ts";
+import { requireHook, requireModel, requireSae, requireWorker } from "./references.ts";
+import { requireFeasible } from "./feasible.ts";
 
 export const EVAL_JOB = "eval";
 
@@ -30,8 +31,11 @@ export function evalRoutes(deps: AppDeps) {
   return new Hono()
     .post("/", async (c) => {
       const cfg = await jsonBody(c, EvalConfig);
-      await requireSae(deps, cfg.sae);
+      const model = await requireModel(deps, cfg.model, cfg.seq_len);
+      const sae = await requireSae(deps, cfg.sae);
+      await requireHook(deps, model, cfg.hook, sae);
       requireWorker(deps, EVAL_JOB, "eval");
+      await requireFeasible(deps, "eval", cfg, model, sae);
       return c.json(view(await deps.runner.submit(EVAL_JOB, cfg)), 202);
     })
     .get(
@@ -39,6 +43,10 @@ export function evalRoutes(deps: AppDeps) {
       async (c) => c.json({ evals: (await deps.runner.store.list({ kind: EVAL_JOB })).map(view) }),
     )
     .get("/:id", async (c) => c.json(view(await job(c.req.param("id")))))
+    .post("/:id/cancel", async (c) => {
+      const j = await job(c.req.param("id"));
+      return c.json(view((await deps.runner.cancel(j.id)) ?? j));
+    })
     .get(
       "/:id/events",
       async (c) => streamJobEvents(c, deps.events, (await job(c.req.param("id"))).id),

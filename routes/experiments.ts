@@ -11,6 +11,7 @@ import { ApiError, notFound } from "./errors.ts";
 import { streamJobEvents } from "./sse.ts";
 import { jsonBody } from "./validate.ts";
 import { requireModel, requireSae, requireWorker } from "./references.ts";
+import { requireFeasible } from "./feasible.ts";
 
 export const EXPERIMENT_JOB = "experiment";
 
@@ -51,7 +52,7 @@ export function experimentRoutes(deps: AppDeps) {
   return new Hono()
     .post("/", async (c) => {
       const cfg = await jsonBody(c, ExperimentConfig);
-      await requireModel(deps, cfg.model, cfg.seq_len);
+      const model = await requireModel(deps, cfg.model, cfg.seq_len);
       const sae = await requireSae(deps, cfg.sae);
       const arms = expandArms(cfg);
       if (sae.architecture !== "topk" && arms.some((a) => a.k !== undefined)) {
@@ -74,6 +75,7 @@ export function experimentRoutes(deps: AppDeps) {
         );
       }
       requireWorker(deps, EXPERIMENT_JOB, "experiment");
+      await requireFeasible(deps, "experiment", cfg, model, sae);
       const job = await deps.runner.submit(EXPERIMENT_JOB, cfg);
       await db.insert(experiments).values({
         id: job.id,

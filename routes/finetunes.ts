@@ -7,7 +7,9 @@ import type { AppDeps } from "./app.ts";
 import { ApiError, notFound } from "./errors.ts";
 import { streamJobEvents } from "./sse.ts";
 import { jsonBody } from "./validate.ts";
-import { requireModel, requireSae, requireWorker } from "./references.ts";
+import { requireHook, requireModel, requireSae, requireWorker } from "./references.ts";
+import { requireFeasible } from "./feasible.ts";
+import { DEFAULT_HOOK } from "../jobs/finetune_job.ts";
 import type { JobRecord } from "../jobs/types.ts";
 
 export const FINETUNE_JOB = "finetune";
@@ -41,7 +43,7 @@ export function finetuneRoutes(deps: AppDeps) {
   return new Hono()
     .post("/", async (c) => {
       const cfg = await jsonBody(c, FinetuneConfig);
-      await requireModel(deps, cfg.model, cfg.seq_len);
+      const model = await requireModel(deps, cfg.model, cfg.seq_len);
       if (cfg.skip_first_positions >= cfg.seq_len) {
         throw new ApiError(
           400,
@@ -50,8 +52,10 @@ export function finetuneRoutes(deps: AppDeps) {
           [{ path: "skip_first_positions", message: `below ${cfg.seq_len}` }],
         );
       }
-      if (cfg.sae) await requireSae(deps, cfg.sae);
+      const sae = cfg.sae ? await requireSae(deps, cfg.sae) : undefined;
+      await requireHook(deps, model, cfg.hook, sae, DEFAULT_HOOK[cfg.model]);
       requireWorker(deps, FINETUNE_JOB, "fine-tune");
+      await requireFeasible(deps, "finetune", cfg, model, sae, DEFAULT_HOOK[cfg.model]);
       const j = await deps.runner.submit(FINETUNE_JOB, cfg);
       return c.json(view(j), 202);
     })

@@ -52,7 +52,24 @@ export function openApiDocument() {
           summary:
             "register an ONNX LM: JSON {name, path, context_length} for a file under SPLICE_ROOTS, " +
             "or multipart/form-data with the .onnx as field model (plus name, context_length)",
-          responses: { 201: ok("registered"), 403: ok("outside the roots"), ...errors },
+          responses: {
+            201: ok("registered"),
+            403: ok("registering by path is off (no SPLICE_ROOTS)"),
+            429: ok("too many uploads at once"),
+            ...errors,
+          },
+        },
+      },
+      "/models/{id}": {
+        get: { summary: "a model", parameters: id, responses: { 200: ok("model"), ...errors } },
+        delete: {
+          summary: "delete an uploaded or registered model (an uploaded file goes too)",
+          parameters: id,
+          responses: {
+            200: ok("deleted"),
+            409: ok("built in, or read by a queued or running job"),
+            ...errors,
+          },
         },
       },
       "/models/{id}/hooks": {
@@ -66,12 +83,16 @@ export function openApiDocument() {
         get: { summary: "registered SAEs", responses: { 200: ok("list") } },
         post: {
           summary: "upload an SAE in SAELens layout (multipart: cfg.json, sae_weights.safetensors)",
-          responses: { 201: ok("uploaded"), ...errors },
+          responses: { 201: ok("uploaded"), 429: ok("too many uploads at once"), ...errors },
         },
       },
       "/saes/{id}": {
         get: { summary: "an SAE", parameters: id, responses: { 200: ok("SAE") } },
-        delete: { summary: "delete", parameters: id, responses: { 200: ok("deleted") } },
+        delete: {
+          summary: "delete",
+          parameters: id,
+          responses: { 200: ok("deleted"), 409: ok("read by a queued or running job"), ...errors },
+        },
       },
       "/saes/{id}/cfg.json": {
         get: { summary: "download cfg.json", parameters: id, responses: { 200: ok("file") } },
@@ -130,6 +151,13 @@ export function openApiDocument() {
       "/evals/{id}": {
         get: {
           summary: "an evaluation and its result",
+          parameters: id,
+          responses: { 200: ok("job") },
+        },
+      },
+      "/evals/{id}/cancel": {
+        post: {
+          summary: "cancel it (within one batch)",
           parameters: id,
           responses: { 200: ok("job") },
         },

@@ -47,6 +47,8 @@ Deno.test({
       assert(evs.some((e) => e.event === "progress"));
       const got = await (await fetch(`${url}/evals/${job.id}`)).json();
       assertEquals(got.result.tokens, 8 * 64);
+      const health = await (await fetch(`${url}/health`)).json();
+      assertEquals(got.result.runtime, health.onnxruntime.auto);
       assert(got.result.ceSpliced > got.result.ceClean && got.result.recon.l0 > 0);
 
       const doc = await (await fetch(`${url}/openapi.json`)).json();

@@ -77,8 +77,12 @@ Deno.test({
       const result = all.find((e) => e.event === "result")!.data as {
         sae: string;
         eval: { ceClean: number };
+        runtime: { name: string; ep: string };
       };
       assert(result.eval.ceClean > 0);
+      // The job records the runtime and EP it ran on: ep "auto", so what /health says auto is.
+      const health = await (await fetch(`${url}/health`)).json();
+      assertEquals(result.runtime, health.onnxruntime.auto);
 
       const resumed = await readSse(
         await fetch(`${url}${job.links.events}`, { headers: { "Last-Event-ID": "3" } }),
