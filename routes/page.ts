@@ -1,5 +1,5 @@
-// GET / — the live page (web/index.html) and its two static files under /ui/. They hold no data, so
-// they are open; the page sends the bearer token with its API calls.
+// GET / — the live page (web/index.html) and its two static files under /ui/. With a token set
+// they need it like every route but /health (routes/auth.ts: `/?token=` sets a cookie once).
 import { Hono } from "hono";
 import { notFound } from "./errors.ts";
 

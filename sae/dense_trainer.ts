@@ -19,6 +19,13 @@ export interface DenseTrainerOptions extends TrainerOptions {
   jumpBandwidth?: number;
   /** BatchTopK: EMA factor of the running inference threshold (default 0.999). */
   thresholdBeta?: number;
+  /**
+   * BatchTopK: training steps before the inference threshold starts to follow the batches (as
+   * dictionary_learning's threshold_start_step); from then it is their running mean until it has
+   * 1/(1−β) samples, then the EMA. Unset: the EMA from the first batch, as a fine-tune of a
+   * trained SAE wants.
+   */
+  thresholdStartStep?: number;
 }
 
 const KINDS = ["relu", "topk", "batchtopk", "jumprelu"];
@@ -54,6 +61,8 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
   #scratch: { norms: GPUBuffer; hsum: GPUBuffer };
   /** BatchTopK's running threshold (host copy of params.threshold); < 0 until the first batch. */
   #threshold = -1;
+  /** BatchTopK: training forwards so far (the optimizer's step count after a restore). */
+  #trainSteps = 0;
 
   constructor(gpu: GpuContext, sae: Sae, readonly denseOpts: DenseTrainerOptions) {
     const { cfg } = sae;
@@ -179,10 +188,16 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
 
   /** BatchTopK: EMA of the smallest selected activation, the threshold used at inference. */
   async #updateThreshold(b: Batch): Promise<void> {
+    const step = this.#trainSteps++;
+    const start = this.denseOpts.thresholdStartStep;
+    // The first batches' selections are far from the trained SAE's: a threshold that starts
+    // there is dominated by them on a short run (inference L0 well below k).
+    if (start !== undefined && step < start) return;
     const [T, , , , positives] = await readU32(this.device, b.select, 5);
     if (!positives) return;
     const minAct = fromKey(T);
-    const beta = this.denseOpts.thresholdBeta ?? 0.999;
+    let beta = this.denseOpts.thresholdBeta ?? 0.999;
+    if (start !== undefined) beta = Math.min(beta, 1 - 1 / (step - start + 1));
     this.#threshold = this.#threshold < 0 ? minAct : beta * this.#threshold + (1 - beta) * minAct;
     write(this.device, this.params.threshold!, Float32Array.of(this.#threshold));
   }
@@ -284,6 +299,7 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
     await super.restore(state);
     const th = state.get("threshold");
     if (this.sae.cfg.kind === "batchtopk" && th) this.#threshold = th.data[0];
+    this.#trainSteps = state.get("adam.t")?.data[0] ?? 0;
   }
 
   override release(): void {

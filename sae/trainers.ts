@@ -1,14 +1,14 @@
 // Picks the GPU trainer for an SAE kind: sparse kernels for TopK, dense ones for ReLU.
 import type { GpuContext } from "../gpu/device.ts";
-import { DenseGpuTrainer } from "./dense_trainer.ts";
-import type { GpuSaeTrainer, TrainerOptions } from "./gpu_trainer.ts";
+import { DenseGpuTrainer, type DenseTrainerOptions } from "./dense_trainer.ts";
+import type { GpuSaeTrainer } from "./gpu_trainer.ts";
 import { TopKGpuTrainer } from "./topk_trainer.ts";
 import type { Sae } from "./types.ts";
 
 export function createSaeTrainer(
   gpu: GpuContext,
   sae: Sae,
-  opts: TrainerOptions,
+  opts: DenseTrainerOptions,
 ): Promise<GpuSaeTrainer> {
   return Promise.resolve(
     sae.cfg.kind === "topk"

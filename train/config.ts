@@ -8,7 +8,24 @@ export const SaeInit = z.object({
   k: z.number().int().min(1).max(256).default(16).describe(
     "active latents per token (topk, batchtopk)",
   ),
-  l1_coefficient: z.number().min(0).default(5).describe("λ of the decoder-norm-weighted L1 (relu)"),
+  l1_coefficient: z.number().min(0).optional().describe(
+    "relu: λ of the decoder-norm-weighted L1, jumprelu: λ of the L0 penalty, in this loss's " +
+      "units (MSE a mean over elements). Default, scale-free: relu rms/d_in (SAELens' λ = 1 on " +
+      "normalised activations, its MSE summed over d_in), jumprelu 0.1·rms²/target_l0, rms = " +
+      "√(E‖x‖²/d_in) of what the SAE reads; both are then driven toward target_l0 by the L1 " +
+      "controller",
+  ),
+  target_l0: z.number().gt(0).max(4096).default(32).describe(
+    "relu, jumprelu: the L0 the L1 controller holds from scratch (MSE phase and fine-tune)",
+  ),
+  l1_warmup_fraction: z.number().min(0).max(1).default(0.05).describe(
+    "relu, jumprelu: the sparsity coefficient rises linearly from 0 over this first fraction " +
+      "of the MSE phase (SAELens' l1_warm_up_steps)",
+  ),
+  threshold_start_fraction: z.number().min(0).lt(1).default(0.5).describe(
+    "batchtopk: the inference threshold averages the batches' smallest selected activation " +
+      "only after this fraction of the MSE phase (dictionary_learning's threshold_start_step)",
+  ),
 });
 
 export const FinetuneConfig = z.object({
@@ -31,6 +48,10 @@ export const FinetuneConfig = z.object({
   ),
   batch_size: z.number().int().min(1).max(4096).default(8).describe("sequences per step"),
   seq_len: z.number().int().min(2).max(1 << 16).default(128),
+  micro_batch: z.number().int().min(1).optional().describe(
+    "sequences per run of the LM's KL step (default: what fits the runtime's memory, up to " +
+      "batch_size); micro-batches' gradients add up to the whole batch's",
+  ),
   lr: z.number().gt(0).max(1).default(5e-5),
   pretrain_lr: z.number().gt(0).max(1).default(1e-3).describe(
     "from scratch: the LR of the MSE phase before the fine-tune",
@@ -45,6 +66,10 @@ export const FinetuneConfig = z.object({
     "relu: hold L0 here with the App. E controller (default: the SAE's L0 before the fine-tune)",
   ),
   l1_controller: z.boolean().default(true),
+  l1_controller_rate: z.number().gt(0).max(0.5).default(0.02).describe(
+    "from scratch: the MSE phase's controller step (λ × (1 ± rate) a step); the fine-tune " +
+      "keeps the paper's 0.1%",
+  ),
   decoder_constraint: z.boolean().default(false).describe(
     "unit-norm decoder rows, parallel gradient removed",
   ),
@@ -52,9 +77,11 @@ export const FinetuneConfig = z.object({
     "the first positions of each sequence keep their clean activations and are left out of the " +
       "KL mean, in training and in the final CE-eval",
   ),
-  normalize_activations: z.enum(["none", "expected_average_only_in"]).default("none").describe(
+  normalize_activations: z.enum(["none", "expected_average_only_in"]).optional().describe(
     "from scratch: train on s·x with E‖s·x‖² = d_in (s estimated on training text) and fold s " +
-      "into the saved weights, so the saved SAE reads raw activations (SAELens' option)",
+      "into the saved weights, so the saved SAE reads raw activations (SAELens' option). " +
+      "Default: expected_average_only_in for relu and jumprelu (their λ, θ and bandwidth " +
+      "defaults are on that scale), none for topk and batchtopk",
   ),
   shuffle_buffer_tokens: z.number().int().min(0).max(1 << 26).default(65_536).describe(
     "from scratch: the MSE phase trains on activations shuffled in a buffer of this many tokens " +
@@ -66,8 +93,9 @@ export const FinetuneConfig = z.object({
   eval_sequences: z.number().int().min(0).max(100_000).default(32).describe(
     "held-out sequences for the CE-eval at the end (0: none)",
   ),
-  ep: z.enum(["auto", "wasm", "webgpu"]).default("auto").describe(
-    "ONNX Runtime EP for the LM: auto = webgpu on a hardware adapter, wasm on a software one",
+  ep: z.enum(["auto", "cpu", "cuda", "webgpu", "wasm"]).default("auto").describe(
+    "ONNX Runtime EP for the LM: cpu/cuda on the native runtime, webgpu/wasm on ONNX Runtime " +
+      "Web; auto = cuda where its libraries load, else cpu, else wasm",
   ),
 }).strict();
 

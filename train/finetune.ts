@@ -1,11 +1,9 @@
-// The fine-tune loop (paper Eq. 8–9). Per batch: the LM's tap gives the hook activations x and
-// the clean log-probs; the SAE reconstructs x̂; for KL objectives one suffix session returns
-// mean KL(p_clean ‖ p_spliced) and ∂KL/∂x̂; α = mse/(kl+1e-8) is detached; the SAE gets
-// 0.5·(∂mse/∂x̂ + α·∂KL/∂x̂) plus its own sparsity/aux terms; clip; AdamW at the scheduled LR.
+// The fine-tune loop (paper Eq. 8–9). `spliceStep()` is one step in the paper's words; what a run
+// adds around it — activation scaling, skipped positions, the L1 controller, adapters trained in
+// place of the SAE — is chosen once, before the loop, as the `StepSae` and `SpliceLm` it calls.
+// The loop around it keeps the cadence of metrics, checkpoints and resume.
 import type { ModelProto } from "../lm/onnx.ts";
-import { encodeModel } from "../lm/onnx.ts";
-import { createSession, type ExecutionProvider, type LmSession, ort } from "../lm/session.ts";
-import { klStepModel, tapModel } from "../lm/splice_grad.ts";
+import type { ExecutionProvider } from "../lm/session.ts";
 import type { HostAdamW } from "./adapters/host_adamw.ts";
 import type { LmLora } from "./adapters/lm_lora.ts";
 import type { SkipAdapter } from "./adapters/types.ts";
@@ -16,12 +14,24 @@ import {
   saveCheckpoint,
 } from "./checkpoint.ts";
 import { createL1Controller, type L1Controller, updateL1 } from "./l1_controller.ts";
-import { type Objective, objectiveWeights } from "./objective.ts";
+import { needsKl, type Objective, objectiveWeights } from "./objective.ts";
 import { lrAt, type LrSchedule, validateSchedule } from "./schedule.ts";
+import { varianceOf } from "./variance.ts";
+import {
+  type Act,
+  createLmStepSessions,
+  type KlResult,
+  type LmStepSessions,
+  SpliceLm,
+} from "./splice_lm.ts";
 
-/** What the loop needs of an SAE and its optimizer (implemented on the GPU by sae/trainer.ts). */
+export { createLmStepSessions, type LmStepSessions };
+
+/** What the loop needs of an SAE and its optimizer (implemented on the GPU by sae/). */
 export interface SaeTrainer {
   readonly dIn: number;
+  /** Latents, where known (for the dead fraction in the metrics). */
+  readonly dSae?: number;
   /**
    * Reconstructs x [n, d]; keeps what backward needs. `inference`: as at evaluation (BatchTopK
    * applies its running threshold rather than selecting over the batch).
@@ -36,8 +46,23 @@ export interface SaeTrainer {
    * (L1 with `l1` for relu, auxk for topk), then global-norm clipping and one AdamW step at lr.
    */
   backwardAndStep(
-    opts: { wMse: number; gExt: Float32Array | null; wExt: number; lr: number; l1?: number },
+    opts: {
+      wMse: number;
+      gExt: Float32Array | GPUBuffer | null;
+      wExt: number;
+      lr: number;
+      l1?: number;
+    },
   ): Promise<{ gradNorm: number; aux: number; dead: number }>;
+  /**
+   * forward() for activations on the GPU (ONNX Runtime's WebGPU output on our device): x̂ stays
+   * on the GPU. Optional; with it, the WebGPU EP's steps copy no [B·T, d] tensor to the host.
+   */
+  forwardGpu?(
+    x: GPUBuffer,
+    n: number,
+    inference?: boolean,
+  ): Promise<{ xhat: GPUBuffer; mse: number; fvu: number; l0: number }>;
   /**
    * ∂⟨g, x̂⟩/∂x for the last forward's input (adapters before the hook need it); optional.
    */
@@ -77,10 +102,14 @@ export interface FinetuneOptions {
    * and the KL gradient reaching it is divided by s. MSE is measured in the scaled space.
    */
   activationScale?: number;
+  /** Sequences per KL session run; the micro-batches' gradients add up to the batch's. */
+  microBatch?: number;
   metricsEvery?: number;
   checkpointEvery?: number;
   checkpointDir?: string;
   onMetrics?: (m: StepMetrics) => void | Promise<void>;
+  /** Awaited before a checkpoint is written (e.g. to make the metrics it covers durable). */
+  beforeCheckpoint?: () => void | Promise<void>;
   onCheckpoint?: (step: number, dir: string) => void | Promise<void>;
   /** Called after every step (e.g. to evaluate or sample weights at chosen steps). */
   onStep?: (step: number) => void | Promise<void>;
@@ -112,6 +141,43 @@ export interface StepMetrics {
   deadLatents: number;
   l1Lambda: number | null;
   tokensPerSecond: number;
+  /** mse / the batch's variance of x about its mean (in the space the SAE reads). */
+  fvu?: number;
+  /** Dead latents / d_sae (the trainer's dead window), where the trainer knows d_sae. */
+  deadFraction?: number;
+}
+
+/** What a step trains: the SAE, or an adapter around the frozen SAE. */
+export interface StepSae {
+  /**
+   * y, what the LM reads in place of x (x̂, or x̂ + f(x̂)), mse = mean (y − x)², and fvu = mse over
+   * the batch's variance of x about its mean.
+   */
+  forward(x: Act): Promise<{ y: Act; mse: number; fvu: number; l0: number }>;
+  /** Backward of wMse·mse + wKl·KL, clip, one optimizer step. */
+  backwardAndStep(
+    o: { wMse: number; wKl: number; kl: KlResult | null; lr: number },
+  ): Promise<{ gradNorm: number; aux: number; dead: number }>;
+  state(): Promise<Map<string, { data: Float32Array; shape: number[] }>>;
+  restore(state: Map<string, { data: Float32Array; shape: number[] }>): Promise<void>;
+}
+
+export interface StepParts {
+  objective: Objective;
+  lm: SpliceLm;
+  sae: StepSae;
+}
+
+/** One step of the paper's fine-tune (Eq. 8–9); returns what it measured. */
+export async function spliceStep(p: StepParts, ids: BigInt64Array, lr: number, step: number) {
+  const { clean, x } = await p.lm.activations(ids); // the LM's residual stream at the hook
+  const recon = await p.sae.forward(x); // x̂ = SAE(x); mse = ‖x − x̂‖² / n
+  const kl = needsKl(p.objective) ? await p.lm.kl(clean, recon.y) : null; // KL(p_clean ‖ p_x̂), ∂KL/∂x̂
+  const w = objectiveWeights(p.objective, recon.mse, kl?.kl ?? 0); // α = mse / (kl + 1e-8), detached
+  assertFinite("loss", [w.loss], step);
+  const bw = await p.sae.backwardAndStep({ wMse: w.mse, wKl: w.kl, kl, lr }); // 0.5·(∂mse + α·∂KL); clip; AdamW
+  assertFinite("gradient norm", [bw.gradNorm], step);
+  return { ...bw, mse: recon.mse, fvu: recon.fvu, l0: recon.l0, kl: kl?.kl ?? null, w };
 }
 
 interface LoopState {
@@ -119,36 +185,7 @@ interface LoopState {
   l1: L1Controller | null;
 }
 
-export interface LmStepSessions {
-  tap: LmSession;
-  kl: LmSession | null;
-  release(): Promise<void>;
-}
-
-export async function createLmStepSessions(
-  model: ModelProto,
-  hook: string,
-  needKl: boolean,
-  ep: ExecutionProvider,
-  device?: GPUDevice,
-  /** The KL step's graph when it is not the model's own (LoRA on the LM). */
-  klModel?: ModelProto,
-): Promise<LmStepSessions> {
-  const tap = await createSession(encodeModel(tapModel(model, hook)), { ep, device });
-  const kl = needKl
-    ? await createSession(encodeModel(klModel ?? klStepModel(model, hook)), { ep, device })
-    : null;
-  return {
-    tap,
-    kl,
-    release: async () => {
-      await tap.release();
-      await kl?.release();
-    },
-  };
-}
-
-export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
+export async function runFinetune(opts: FinetuneOptions, sessions?: LmStepSessions) {
   const B = opts.batchSize, T = opts.seqLen, N = B * T;
   const skip = opts.skipFirstPositions ?? 0;
   const scale = opts.activationScale ?? 1;
@@ -160,138 +197,70 @@ export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
   }
   const schedule: LrSchedule = { ...opts.schedule, totalSteps: opts.steps };
   validateSchedule(schedule);
-  const needKl = opts.objective !== "mse";
-  const own = !lm;
   const ad = opts.adapter;
-  lm ??= await createLmStepSessions(
+  // On the WebGPU EP the plain SAE step keeps x, x̂ and ∂KL/∂x̂ on the GPU; scaling, adapters and
+  // micro-batches work on host arrays.
+  const zeroCopy = opts.ep === "webgpu" && !!opts.device && !ad && scale === 1 &&
+    !!opts.sae.forwardGpu && (opts.microBatch ?? B) === B;
+  const own = !sessions;
+  sessions ??= await createLmStepSessions(
     opts.model,
     opts.hook,
-    needKl,
+    needsKl(opts.objective),
     opts.ep,
     opts.device,
     ad?.lm?.klStepModel(),
+    zeroCopy,
   );
-  const pre = ad?.lm?.hasPrefix
-    ? {
-      fwd: await createSession(encodeModel(ad.lm.prefixModel()), {
-        ep: opts.ep,
-        device: opts.device,
-      }),
-      grad: await createSession(encodeModel(ad.lm.prefixGradModel()), {
-        ep: opts.ep,
-        device: opts.device,
-      }),
-    }
-    : null;
-  if (pre && !opts.sae.inputGradient) {
-    throw new Error(
-      "LoRA on LM layers before the hook needs the gradient to the SAE's input, which this SAE " +
-        "trainer does not give (the TopK trainer does)",
-    );
-  }
-  let start = 0;
-  let state: LoopState = {
-    cursor: opts.data.cursor,
-    l1: opts.l1?.controller && opts.l1.target
-      ? createL1Controller(opts.l1.lambda, opts.l1.target)
-      : null,
-  };
-  if (opts.checkpointDir) {
-    const ck = await loadLatestCheckpoint<LoopState>(opts.checkpointDir);
-    if (ck) {
-      if (ad) restoreAdapter(ad, ck.tensors);
-      else await opts.sae.restore(ck.tensors);
-      state = ck.state;
-      opts.data.seek(state.cursor as never);
-      start = ck.step;
-    }
-  }
-  let t0 = performance.now(), tokensSince = 0;
-  let last: StepMetrics | null = null;
+  let lm: SpliceLm | null = null;
   try {
+    lm = await SpliceLm.create(sessions, {
+      hook: opts.hook,
+      width: opts.sae.dIn,
+      batch: B,
+      seq: T,
+      skipFirstPositions: skip,
+      microBatch: opts.microBatch,
+      lora: ad?.lm,
+      ep: opts.ep,
+      device: opts.device,
+    });
+    if (lm.adaptsPrefix && !opts.sae.inputGradient) {
+      throw new Error(
+        "LoRA on LM layers before the hook needs the gradient to the SAE's input, which this SAE " +
+          "trainer does not give (the TopK trainer does)",
+      );
+    }
+    let start = 0;
+    let state: LoopState = {
+      cursor: opts.data.cursor,
+      l1: opts.l1?.controller && opts.l1.target
+        ? createL1Controller(opts.l1.lambda, opts.l1.target)
+        : null,
+    };
+    const sae = ad
+      ? adapterSide(opts.sae, ad, lm, scale)
+      : saeSide(opts.sae, scale, () => state.l1?.lambda ?? opts.l1?.lambda);
+    if (opts.checkpointDir) {
+      const ck = await loadLatestCheckpoint<LoopState>(opts.checkpointDir);
+      if (ck) {
+        await sae.restore(ck.tensors);
+        state = ck.state;
+        opts.data.seek(state.cursor as never);
+        start = ck.step;
+      }
+    }
+    const parts: StepParts = { objective: opts.objective, lm, sae };
+    let t0 = performance.now(), tokensSince = 0;
+    let last: StepMetrics | null = null;
     for (let step = start; step < opts.steps; step++) {
       opts.signal?.throwIfAborted();
-      const ids = opts.data.next();
-      const idsT = new ort.Tensor("int64", ids, [B, T]);
-      const tapOut = await lm.tap.run({ [lm.tap.inputNames[0]]: idsT });
-      const hookOut = tapOut[opts.hook];
-      const d = hookOut.dims[2];
-      if (d !== opts.sae.dIn) {
-        throw new Error(
-          `the SAE reads ${opts.sae.dIn}-wide activations but hook "${opts.hook}" is ${d} wide`,
-        );
-      }
-      // With LoRA before the hook, the SAE reads the adapted prefix's activations.
-      const x = pre
-        ? (await pre.fwd.run(loraFeeds(pre.fwd, ad!.lm!, idsT)))[pre.fwd.outputNames[0]]
-          .data as Float32Array
-        : hookOut.data as Float32Array;
-      const fwd0 = await opts.sae.forward(scale === 1 ? x : x.map((v) => v * scale), N);
-      const fwd = scale === 1 ? fwd0 : { ...fwd0, xhat: fwd0.xhat.map((v) => v / scale) };
+      const lr = lrAt(schedule, step);
+      const r = await spliceStep(parts, opts.data.next(), lr, step);
       // No target given: hold the L0 the SAE had before the fine-tune (its first batch's).
       if (!state.l1 && opts.l1?.controller && !opts.l1.target && step === 0) {
-        state.l1 = createL1Controller(opts.l1.lambda, fwd.l0);
-      }
-      // What the LM reads: x̂, or y = x̂ + f(x̂) with a skip adapter.
-      const y = ad?.skip ? ad.skip.forward(fwd.xhat, N) : fwd.xhat;
-      const mse = ad?.skip ? meanSquaredError(y, x) : fwd0.mse;
-      let kl: number | null = null, gKl: Float32Array | null = null;
-      // ∂KL/∂ the skipped positions' clean activations (they reach the LM unspliced).
-      let gKlClean: Float32Array | null = null;
-      let klOut: Record<string, ort.Tensor> = {};
-      if (lm.kl) {
-        const feeds: Record<string, ort.Tensor> = {
-          hook: new ort.Tensor("float32", skip ? keepClean(y, x, B, T, d, skip) : y, [B, T, d]),
-          logprobs_clean: tapOut["logprobs_clean"],
-          labels: idsT,
-          ...ad?.lm?.feeds(lm.kl.inputNames),
-        };
-        for (const n of lm.kl.inputNames) if (!(n in feeds)) feeds[n] = idsT;
-        klOut = await lm.kl.run(feeds);
-        kl = (klOut["kl_mean"].data as Float32Array)[0];
-        gKl = klOut["grad_kl_hook"].data as Float32Array;
-        if (skip) {
-          // The graph's mean is over all T positions, the skipped ones contributing 0.
-          const rescale = T / (T - skip);
-          kl *= rescale;
-          gKlClean = gKl.map((g, e) => (Math.floor(e / d) % T < skip ? g * rescale : 0));
-          gKl = gKl.map((g, e) => (Math.floor(e / d) % T < skip ? 0 : g * rescale));
-          for (const name of Object.keys(klOut)) {
-            if (name.startsWith("grad_") && name !== "grad_kl_hook") {
-              klOut[name] = new ort.Tensor(
-                "float32",
-                (klOut[name].data as Float32Array).map((g) => g * rescale),
-                klOut[name].dims,
-              );
-            }
-          }
-        }
-      }
-      const w = objectiveWeights(opts.objective, mse, kl ?? 0);
-      assertFinite("loss", [w.loss], step);
-      const lr = lrAt(schedule, step);
-      const l1 = state.l1?.lambda ?? opts.l1?.lambda;
-      if (pre && gKl) {
-        // Chain rule to the adapters before the hook: back through the frozen SAE (and, at
-        // skipped positions, straight to the clean activations), then through the prefix.
-        const gx = await opts.sae.inputGradient!(gKl.map((g) => g * w.kl / scale));
-        for (let e = 0; e < gx.length; e++) gx[e] = gx[e] * scale + (gKlClean?.[e] ?? 0) * w.kl;
-        const feeds = loraFeeds(pre.grad, ad!.lm!, idsT);
-        feeds["upstream"] = new ort.Tensor("float32", gx, [B, T, d]);
-        const out = await pre.grad.run(feeds);
-        for (const name of ad!.lm!.prefixNames) klOut[`grad_${name}`] = out[`grad_${name}`];
-      }
-      const bw = ad
-        ? adapterStep(ad, { y, x, gKl, wMse: w.mse, wKl: w.kl, klOut, lr })
-        : await opts.sae.backwardAndStep({
-          wMse: w.mse,
-          gExt: gKl && scale !== 1 ? gKl.map((g) => g / scale) : gKl,
-          wExt: w.kl,
-          lr,
-          l1,
-        });
-      assertFinite("gradient norm", [bw.gradNorm], step);
-      if (state.l1) state.l1 = updateL1(state.l1, fwd.l0);
+        state.l1 = updateL1(createL1Controller(opts.l1.lambda, r.l0), r.l0);
+      } else if (state.l1) state.l1 = updateL1(state.l1, r.l0);
       tokensSince += N;
       state.cursor = opts.data.cursor;
       const every = opts.metricsEvery ?? 8;
@@ -300,17 +269,19 @@ export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
         last = {
           step: step + 1,
           tokens: (step + 1) * N,
-          mse,
-          kl,
-          alpha: needKl ? w.alpha : null,
-          loss: w.loss,
-          l0: fwd.l0,
+          mse: r.mse,
+          fvu: r.fvu,
+          kl: r.kl,
+          alpha: needsKl(opts.objective) ? r.w.alpha : null,
+          loss: r.w.loss,
+          l0: r.l0,
           lr,
-          gradNorm: bw.gradNorm,
-          aux: bw.aux,
-          deadLatents: bw.dead,
+          gradNorm: r.gradNorm,
+          aux: r.aux,
+          deadLatents: r.dead,
           l1Lambda: state.l1?.lambda ?? null,
           tokensPerSecond: tokensSince / ((now - t0) / 1000),
+          ...(opts.sae.dSae && !ad ? { deadFraction: r.dead / opts.sae.dSae } : {}),
         };
         t0 = now;
         tokensSince = 0;
@@ -320,55 +291,126 @@ export async function runFinetune(opts: FinetuneOptions, lm?: LmStepSessions) {
       if (
         opts.checkpointDir && ckEvery && ((step + 1) % ckEvery === 0 || step === opts.steps - 1)
       ) {
-        const tensors = ad ? adapterState(ad) : await opts.sae.state();
+        const tensors = await sae.state();
         for (const [name, t] of tensors) assertFinite(name, t.data, step + 1);
+        await opts.beforeCheckpoint?.();
         const ck: Checkpoint<LoopState> = { step: step + 1, state, tensors };
         const dir = await saveCheckpoint(opts.checkpointDir, ck);
         await opts.onCheckpoint?.(step + 1, dir);
       }
       await opts.onStep?.(step + 1);
     }
+    return { steps: opts.steps, resumedFrom: start, last };
   } finally {
-    if (own) await lm.release();
-    await pre?.fwd.release();
-    await pre?.grad.release();
+    await lm?.release();
+    if (own) await sessions.release();
   }
-  return { steps: opts.steps, resumedFrom: start, last };
+}
+
+/**
+ * The SAE trains. With activation scaling it reads s·x, its x̂ is divided by s before the LM, and
+ * the KL gradient reaching it is divided by s; `l1` is the controller's λ at each step.
+ */
+function saeSide(
+  t: SaeTrainer,
+  scale: number,
+  l1: () => number | undefined,
+): StepSae {
+  return {
+    forward: async (x) => {
+      if (x instanceof GPUBuffer) {
+        if (scale !== 1 || !t.forwardGpu) {
+          throw new Error("GPU-resident activations need an unscaled SAE trainer with forwardGpu");
+        }
+        const f = await t.forwardGpu(x, x.size / 4 / t.dIn);
+        return { y: f.xhat, mse: f.mse, fvu: f.fvu, l0: f.l0 };
+      }
+      const xs = scale === 1 ? x : x.map((v) => v * scale);
+      const f = await t.forward(xs, x.length / t.dIn);
+      const y = scale === 1 ? f.xhat : f.xhat.map((v) => v / scale);
+      return { y, mse: f.mse, fvu: f.mse / Math.max(varianceOf(xs, t.dIn), 1e-30), l0: f.l0 };
+    },
+    backwardAndStep: ({ wMse, wKl, kl, lr }) =>
+      t.backwardAndStep({
+        wMse,
+        gExt: kl && scale !== 1 ? host(kl.grad).map((g) => g / scale) : kl?.grad ?? null,
+        wExt: wKl,
+        lr,
+        l1: l1(),
+      }),
+    state: () => t.state(),
+    restore: (s) => t.restore(s),
+  };
+}
+
+/** Host activations; adapters and scaling work on them (their sessions are not zero-copy). */
+function host(a: Act): Float32Array {
+  if (a instanceof GPUBuffer) {
+    throw new Error("internal: a GPU-resident tensor reached a host-side adapter or scaling");
+  }
+  return a;
+}
+
+/**
+ * An adapter trains around the frozen SAE: a skip adapter on x̂ (y = x̂ + f(x̂)) and/or LoRA on the
+ * LM (after the hook: gradients from the KL graph; before it: back through the SAE's input
+ * gradient and the adapted prefix's gradient graph).
+ */
+function adapterSide(t: SaeTrainer, ad: FinetuneAdapter, lm: SpliceLm, scale: number): StepSae {
+  let last: { x: Float32Array; y: Float32Array } | null = null;
+  return {
+    forward: async (a) => {
+      const x = host(a);
+      const f = await t.forward(scale === 1 ? x : x.map((v) => v * scale), x.length / t.dIn);
+      const xhat = scale === 1 ? f.xhat : f.xhat.map((v) => v / scale);
+      const y = ad.skip ? ad.skip.forward(xhat, x.length / t.dIn) : xhat;
+      last = { x, y };
+      const mse = ad.skip ? meanSquaredError(y, x) : f.mse;
+      return {
+        y,
+        mse,
+        fvu: mse / Math.max(varianceOf(x, t.dIn) * (ad.skip ? 1 : scale * scale), 1e-30),
+        l0: f.l0,
+      };
+    },
+    backwardAndStep: async ({ wMse, wKl, kl, lr }) => {
+      const { x, y } = last!;
+      const gKl = kl ? host(kl.grad) : null;
+      let grads: Record<string, Float32Array> = {};
+      if (ad.skip) {
+        // ∂/∂y of wMse·mean‖y − x‖² + wKl·KL.
+        const c = 2 * wMse / y.length;
+        const dy = y.map((v, e) => c * (v - x[e]) + (gKl ? wKl * gKl[e] : 0));
+        grads = ad.skip.backward(dy).grads;
+      }
+      if (ad.lm && kl) {
+        for (const name of ad.lm.suffixNames) {
+          const g = kl.adapters[name];
+          if (!g) throw new Error(`the KL step has no gradient output for LoRA input ${name}`);
+          grads[name] = g.map((v) => v * wKl);
+        }
+        if (lm.adaptsPrefix) {
+          // Chain rule to the adapters before the hook: back through the frozen SAE (and, at
+          // skipped positions, straight to the clean activations), then through the prefix.
+          const gx = await t.inputGradient!(gKl!.map((g) => g * wKl / scale));
+          for (let e = 0; e < gx.length; e++) {
+            gx[e] = gx[e] * scale + (kl.gradClean?.[e] ?? 0) * wKl;
+          }
+          grads = { ...grads, ...await lm.prefixGrads(gx) };
+        }
+      }
+      const gradNorm = ad.optimizer.step(grads, lr);
+      return { gradNorm, aux: 0, dead: 0 };
+    },
+    state: () => Promise.resolve(adapterState(ad)),
+    restore: (s) => Promise.resolve(restoreAdapter(ad, s)),
+  };
 }
 
 function meanSquaredError(a: Float32Array, b: Float32Array): number {
   let s = 0;
   for (let e = 0; e < a.length; e++) s += (a[e] - b[e]) ** 2;
   return s / a.length;
-}
-
-/** One optimizer step of an adapter arm; the SAE stays as it is. */
-function adapterStep(
-  ad: FinetuneAdapter,
-  o: {
-    y: Float32Array;
-    x: Float32Array;
-    gKl: Float32Array | null;
-    wMse: number;
-    wKl: number;
-    klOut: Record<string, ort.Tensor>;
-    lr: number;
-  },
-): { gradNorm: number; aux: number; dead: number } {
-  let grads: Record<string, Float32Array> = {};
-  if (ad.skip) {
-    // ∂/∂y of wMse·mean‖y − x‖² + wKl·KL.
-    const c = 2 * o.wMse / o.y.length;
-    const dy = o.y.map((v, e) => c * (v - o.x[e]) + (o.gKl ? o.wKl * o.gKl[e] : 0));
-    grads = ad.skip.backward(dy).grads;
-  }
-  if (ad.lm) {
-    grads = { ...grads, ...ad.lm.gradsFrom(o.klOut, o.wKl) };
-    // The prefix adapters' gradients arrive already weighted (the chain rule ran through wKl).
-    grads = { ...grads, ...ad.lm.gradsFrom(o.klOut, 1, ad.lm.prefixNames) };
-  }
-  const gradNorm = ad.optimizer.step(grads, o.lr);
-  return { gradNorm, aux: 0, dead: 0 };
 }
 
 function adapterState(ad: FinetuneAdapter): Map<string, { data: Float32Array; shape: number[] }> {
@@ -399,29 +441,4 @@ function restoreAdapter(
     opt.v[k].set(get(`adapter.v.${k}`));
   }
   opt.t = state.get("adapter.t")?.data[0] ?? 0;
-}
-
-/** y with the first `skip` positions of each sequence replaced by the clean x. */
-function keepClean(
-  y: Float32Array,
-  x: Float32Array,
-  B: number,
-  T: number,
-  d: number,
-  skip: number,
-): Float32Array {
-  const out = y.slice();
-  for (let b = 0; b < B; b++) out.set(x.subarray(b * T * d, (b * T + skip) * d), b * T * d);
-  return out;
-}
-
-/** Feeds of a session that reads token ids and LoRA adapter tensors. */
-function loraFeeds(
-  session: LmSession,
-  lora: LmLora,
-  idsT: ort.Tensor,
-): Record<string, ort.Tensor> {
-  const feeds: Record<string, ort.Tensor> = lora.feeds(session.inputNames);
-  for (const n of session.inputNames) if (!(n in feeds)) feeds[n] = idsT;
-  return feeds;
 }

@@ -6,8 +6,9 @@
 // A checkpoint holds where the current fill started and how much of it was served, so a resumed
 // run re-collects that fill (the prefix is deterministic) and continues exactly as an unbroken one.
 import { Rng } from "../lib/rng.ts";
-import { encodeModel, type ModelProto } from "../lm/onnx.ts";
-import { createSession, type ExecutionProvider, ort } from "../lm/session.ts";
+import type { ModelProto } from "../lm/onnx.ts";
+import { feedsFor } from "../lm/signature.ts";
+import { createSession, type ExecutionProvider } from "../lm/session.ts";
 import { prefix } from "../lm/surgery.ts";
 import {
   assertFinite,
@@ -18,6 +19,7 @@ import {
 import type { Batches, SaeTrainer, StepMetrics } from "./finetune.ts";
 import { createL1Controller, type L1Controller, updateL1 } from "./l1_controller.ts";
 import { lrAt, type LrSchedule, validateSchedule } from "./schedule.ts";
+import { varianceOf } from "./variance.ts";
 
 export interface MsePhaseOptions {
   model: ModelProto;
@@ -39,12 +41,24 @@ export interface MsePhaseOptions {
   steps: number;
   seed: number;
   schedule: Omit<LrSchedule, "totalSteps">;
-  l1?: { lambda: number; target?: number; controller: boolean };
+  /**
+   * relu / jumprelu: λ rises linearly from 0 over `warmupSteps`; after it the controller (rate
+   * `rate`, default the paper's 0.001) holds L0 at `target` (default: the first batch's L0).
+   */
+  l1?: {
+    lambda: number;
+    target?: number;
+    controller: boolean;
+    rate?: number;
+    warmupSteps?: number;
+  };
   metricsEvery?: number;
   checkpointEvery?: number;
   checkpointDir?: string;
   onMetrics?: (m: StepMetrics, sae: number) => void | Promise<void>;
   onCheckpoint?: (step: number, dir: string) => void | Promise<void>;
+  /** Awaited before a checkpoint is written: what it covers (metric rows) must be durable first. */
+  beforeCheckpoint?: () => void | Promise<void>;
   signal?: AbortSignal;
 }
 
@@ -69,7 +83,7 @@ export async function runMsePhase(opts: MsePhaseOptions) {
   if (saes.some((s) => s.dIn !== d)) {
     throw new Error("the SAEs read activations of different widths");
   }
-  const session = await createSession(encodeModel(prefix(opts.model, opts.hook)), {
+  const session = await createSession(prefix(opts.model, opts.hook), {
     ep: opts.ep,
     device: opts.device,
   });
@@ -96,8 +110,8 @@ export async function runMsePhase(opts: MsePhaseOptions) {
   const fillBuffer = async () => {
     opts.data.seek(state.fillCursor as never);
     for (let b = 0; b < batchesPerFill; b++) {
-      const ids = new ort.Tensor("int64", opts.data.next(), [B, T]);
-      const out = await session.run({ [session.inputNames[0]]: ids });
+      const ids = opts.data.next();
+      const out = await session.run(feedsFor(session.inputNames, {}, { ids, batch: B, seq: T }));
       const h = out[session.outputNames[0]];
       if (h.dims.at(-1) !== d) {
         throw new Error(
@@ -134,12 +148,21 @@ export async function runMsePhase(opts: MsePhaseOptions) {
         const fwd = await sae.forward(x, N);
         assertFinite("mse", [fwd.mse], step);
         if (opts.l1?.controller && !state.l1[i] && step === 0) {
-          state.l1[i] = createL1Controller(opts.l1.lambda, opts.l1.target ?? fwd.l0);
+          state.l1[i] = createL1Controller(
+            opts.l1.lambda,
+            opts.l1.target ?? fwd.l0,
+            opts.l1.rate,
+          );
         }
-        const l1 = state.l1[i]?.lambda ?? opts.l1?.lambda;
+        // A full penalty from step 0 kills latents before they have learnt anything (SAELens'
+        // l1_warm_up_steps); the controller waits for the warm-up to end.
+        const warm = opts.l1?.warmupSteps ?? 0;
+        const ramp = step < warm ? (step + 1) / warm : 1;
+        const base = state.l1[i]?.lambda ?? opts.l1?.lambda;
+        const l1 = base === undefined ? undefined : base * ramp;
         const bw = await sae.backwardAndStep({ wMse: 1, gExt: null, wExt: 0, lr, l1 });
         assertFinite("gradient norm", [bw.gradNorm], step);
-        if (state.l1[i]) state.l1[i] = updateL1(state.l1[i]!, fwd.l0);
+        if (state.l1[i] && step >= warm) state.l1[i] = updateL1(state.l1[i]!, fwd.l0);
         if (log) {
           await opts.onMetrics?.({
             step: step + 1,
@@ -153,7 +176,9 @@ export async function runMsePhase(opts: MsePhaseOptions) {
             gradNorm: bw.gradNorm,
             aux: bw.aux,
             deadLatents: bw.dead,
-            l1Lambda: state.l1[i]?.lambda ?? null,
+            l1Lambda: l1 ?? null,
+            fvu: fwd.mse / Math.max(varianceOf(x, d), 1e-30),
+            ...(sae.dSae ? { deadFraction: bw.dead / sae.dSae } : {}),
             tokensPerSecond: tokensSince / ((now - t0) / 1000),
           }, i);
         }
@@ -173,14 +198,23 @@ export async function runMsePhase(opts: MsePhaseOptions) {
         }
         state.dataCursor = opts.data.cursor;
         const ck: Checkpoint<PhaseState> = { step: step + 1, state, tensors };
-        await opts.onCheckpoint?.(step + 1, await saveCheckpoint(opts.checkpointDir, ck));
+        await opts.beforeCheckpoint?.();
+        // Not inside `onCheckpoint?.(…)`: an optional call skips evaluating its arguments.
+        const saved = await saveCheckpoint(opts.checkpointDir, ck);
+        await opts.onCheckpoint?.(step + 1, saved);
       }
     }
   } finally {
     await session.release();
   }
   // The data stream is left after the last fill, where a following phase continues.
-  return { steps: opts.steps, resumedFrom: start, fills: state.fill + 1 };
+  return {
+    steps: opts.steps,
+    resumedFrom: start,
+    fills: state.fill + 1,
+    /** Each SAE's λ at the end (the controller's), where one ran: the fine-tune continues from it. */
+    l1Lambdas: state.l1.map((c) => c?.lambda ?? null),
+  };
 }
 
 function prefixed(

@@ -108,6 +108,8 @@ const METRICS = [
   ["alpha", "alpha = MSE / KL"],
   ["loss", "total loss"],
   ["l0", "L0"],
+  ["fvu", "FVU (MSE / Var x)"],
+  ["deadFraction", "dead latent fraction"],
   ["deadLatents", "dead latents"],
   ["lr", "learning rate"],
   ["tokensPerSecond", "tokens / s"],

@@ -1,0 +1,53 @@
+// The finetune job handler in-process (in-memory database with the embedded model, a job runner):
+// for scripts that run many training jobs and read their results, without the HTTP service.
+import { openDatabase } from "../db/client.ts";
+import { MetricsWriter } from "../db/metrics_writer.ts";
+import { models } from "../db/schema.ts";
+import { acquireGpu } from "../gpu/device.ts";
+import { EventHub, MemoryEventStore } from "../jobs/events.ts";
+import { finetuneHandler } from "../jobs/finetune_job.ts";
+import { MemoryJobStore } from "../jobs/memory_store.ts";
+import { JobRunner } from "../jobs/runner.ts";
+import { EMBEDDED_MODEL } from "../main.ts";
+import { createSaeTrainer } from "../sae/trainers.ts";
+
+export async function localFinetunes() {
+  const gpu = await acquireGpu({ log: false });
+  const database = await openDatabase({ dataDir: "memory://" });
+  await database.db.insert(models).values({ ...EMBEDDED_MODEL, builtin: true });
+  const work = await Deno.makeTempDir({ prefix: "splice-local-" });
+  const events = new EventHub(new MemoryEventStore());
+  const runner = new JobRunner(new MemoryJobStore(), events, { pollMs: 50 });
+  runner.register(
+    "finetune",
+    finetuneHandler({
+      database,
+      gpu,
+      dataDir: work,
+      metrics: new MetricsWriter(database.db),
+      createTrainer: createSaeTrainer,
+    }),
+  );
+  runner.start();
+  return {
+    /** Runs one finetune job; its result, or its error message. */
+    async run(
+      config: Record<string, unknown>,
+      onMetrics?: (m: Record<string, number | string>) => void,
+    ): Promise<{ result: unknown } | { error: string }> {
+      const job = await runner.submit("finetune", config);
+      let result: unknown = undefined, error = "";
+      for await (const e of events.subscribe(job.id)) {
+        if (e.type === "metrics") onMetrics?.(e.data as Record<string, number | string>);
+        else if (e.type === "result") result = e.data;
+        else if (e.type === "error") error = (e.data as { message: string }).message;
+      }
+      return result === undefined ? { error: error || "no result" } : { result };
+    },
+    async close() {
+      await runner.stop();
+      await database.close();
+      await Deno.remove(work, { recursive: true });
+    },
+  };
+}

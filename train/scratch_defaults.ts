@@ -1,0 +1,89 @@
+// The sparsity settings of an SAE trained from scratch, per kind, on a scale-free footing: what
+// the job passes to the trainer and the MSE phase, worked out once from the config and the
+// activations' scale (see the README's kinds table for the peers' choices).
+import { geometricMedian, jumpThresholdFor } from "../sae/init.ts";
+import { sampleActivations } from "./activation_sample.ts";
+import type { SaeKind } from "../sae/types.ts";
+import type { FinetuneConfig } from "./config.ts";
+
+type Init = NonNullable<FinetuneConfig["init"]>;
+
+/** The normalisation a kind trains under unless the config names one. */
+export function normalizationFor(
+  kind: SaeKind,
+  asked: FinetuneConfig["normalize_activations"],
+): "none" | "expected_average_only_in" {
+  // relu's λ and jumprelu's θ and bandwidth are set on normalised activations, as SAELens and
+  // dictionary_learning train them; topk and batchtopk are scale-free already.
+  return asked ?? (kind === "relu" || kind === "jumprelu" ? "expected_average_only_in" : "none");
+}
+
+/** Whether the job needs the activations' scale s (E‖s·x‖² = d_in) before it trains. */
+export function needsScale(init: Init, normalize: string): boolean {
+  return normalize !== "none" || init.kind === "jumprelu" ||
+    (init.kind === "relu" && init.l1_coefficient === undefined);
+}
+
+export interface ScratchSparsity {
+  /** relu / jumprelu: λ at the end of the warm-up (the controller moves it from there). */
+  lambda?: number;
+  /** jumprelu: initial θ and the straight-through bandwidth, in the space the SAE reads. */
+  theta?: number;
+  bandwidth?: number;
+  /** batchtopk: MSE-phase steps before the inference threshold follows the batches. */
+  thresholdStartStep?: number;
+  /** relu / jumprelu: the MSE phase's warm-up steps. */
+  warmupSteps?: number;
+}
+
+/**
+ * `rms`: √(E‖x‖²/d_in) of what the SAE reads (1 when normalised). MSE here is a mean over
+ * elements, so relu's λ scales as rms/d_in (SAELens' λ sums the MSE over d_in) and jumprelu's L0
+ * coefficient as rms². `centeredRms`: √(E‖x − b_dec‖²/d_in) with b_dec as initialised.
+ */
+export function scratchSparsity(
+  init: Init,
+  o: { dIn: number; rms: number; mseSteps: number; centeredRms?: number },
+): ScratchSparsity {
+  const warmupSteps = Math.round(o.mseSteps * init.l1_warmup_fraction);
+  switch (init.kind) {
+    case "relu":
+      return { lambda: init.l1_coefficient ?? o.rms / o.dIn, warmupSteps };
+    case "jumprelu":
+      return {
+        lambda: init.l1_coefficient ?? 0.1 * o.rms * o.rms / init.target_l0,
+        // Pre-activations spread as x − b_dec does: about N(0, σ²), σ the centred RMS. θ starts
+        // where about 4·target_l0 latents fire and the controller brings L0 down: started at the
+        // target, the large jumps (h ≥ θ) pushed θ up through MSE alone and L0 fell to a fifth of
+        // the target, out of reach of θ's one-LR-a-step moves.
+        theta: jumpThresholdFor(
+          Math.min(4 * init.target_l0, init.d_sae / 2),
+          init.d_sae,
+          o.centeredRms ?? o.rms,
+        ),
+        bandwidth: 1e-3 * o.rms,
+        warmupSteps,
+      };
+    case "batchtopk":
+      return { thresholdStartStep: Math.round(o.mseSteps * init.threshold_start_fraction) };
+    case "topk":
+      return {};
+  }
+}
+
+/**
+ * b_dec (the geometric median of a sample, in the space the SAE reads, s·x) and the RMS of the
+ * sample about it, √(E‖s·x − b_dec‖²/d_in).
+ */
+export async function centreOf(
+  o: Parameters<typeof sampleActivations>[0],
+  scale: number,
+): Promise<{ bDec: Float32Array; rms: number }> {
+  const x = await sampleActivations(o);
+  if (scale !== 1) { for (let e = 0; e < x.length; e++) x[e] *= scale; }
+  const d = x.length / (o.batches * o.batchSize * o.seqLen);
+  const bDec = geometricMedian(x, d);
+  let ss = 0;
+  for (let e = 0; e < x.length; e++) ss += (x[e] - bDec[e % d]) ** 2;
+  return { bDec, rms: Math.sqrt(ss / x.length) };
+}
