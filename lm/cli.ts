@@ -4,13 +4,13 @@ import { missingGradientRules } from "./autodiff/builder.ts";
 import { resolveHook } from "./hooks.ts";
 import { createSpliceGradSessions, spliceGrad, suffixWithLosses } from "./splice_grad.ts";
 import { f32, i64, need, readSafetensors, tensorOf, writeSafetensors } from "../lib/safetensors.ts";
-import type { ExecutionProvider } from "./session.ts";
+import { chooseEp, type EpRequest, EXECUTION_PROVIDERS } from "./session.ts";
 import { type LoadedLm, loadLm } from "./load.ts";
 
 const USAGE = `usage:
   deno task lm hooks MODEL
   deno task lm check MODEL --hook H
-  deno task lm splice-grad MODEL --hook H --in IN.safetensors --out OUT.safetensors [--ep wasm|webgpu]`;
+  deno task lm splice-grad MODEL --hook H --in IN.safetensors --out OUT.safetensors [--ep auto|cpu|cuda|wasm|webgpu]`;
 
 export class CliError extends Error {
   override name = "CliError";
@@ -79,10 +79,11 @@ export async function main(args: string[]): Promise<number> {
       const { model } = await load(pos[0]);
       const hook = needHook(model, opt.hook);
       if (!opt.in || !opt.out) throw new CliError(`--in and --out are required\n${USAGE}`);
-      const ep = (opt.ep ?? "wasm") as ExecutionProvider;
-      if (ep !== "wasm" && ep !== "webgpu") {
-        throw new CliError(`--ep must be wasm or webgpu, not ${ep}`);
+      const asked = opt.ep ?? "auto";
+      if (asked !== "auto" && !(EXECUTION_PROVIDERS as readonly string[]).includes(asked)) {
+        throw new CliError(`--ep must be auto, ${EXECUTION_PROVIDERS.join(", ")}; not ${asked}`);
       }
+      const ep = await chooseEp(asked as EpRequest);
       const file = await readSafetensors(opt.in);
       const idsT = need(file, "input_ids");
       if (idsT.shape.length !== 2) {

@@ -18,7 +18,7 @@ Deno.test("lm: an unknown hook is an error listing candidates", async () => {
   assert(e.message.includes("/blocks.1/Add_2_output_0"), e.message);
 });
 
-Deno.test("lm splice-grad writes the reference tensors (wasm)", async () => {
+Deno.test("lm splice-grad writes the reference tensors (ep auto: the native cpu EP here)", async () => {
   const out = await Deno.makeTempFile({ suffix: ".safetensors" });
   try {
     assertEquals(await main(["splice-grad", MODEL, "--hook", HOOK, "--in", REF, "--out", out]), 0);
