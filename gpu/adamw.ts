@@ -1,8 +1,19 @@
 // AdamW over a list of parameter groups (shaders/adamw.wgsl), one dispatch per binding-sized chunk.
-import type { ParamGroup } from "../sae/params.ts";
 import { upload } from "./buffers.ts";
 import { type Chunk, chunkBinding, chunkLimits, f32Chunks } from "./chunks.ts";
 import { grid1d, loadShader, pipelineCache } from "./pipelines.ts";
+
+/** A parameter, its gradient and its Adam moments, as AdamW updates them. */
+export interface ParamGroup {
+  name: string;
+  param: GPUBuffer;
+  grad: GPUBuffer;
+  m: GPUBuffer;
+  v: GPUBuffer;
+  size: number;
+  /** Decoupled weight decay applies to this parameter. */
+  decay: boolean;
+}
 
 export interface AdamWOptions {
   beta1?: number;

@@ -21,7 +21,7 @@ import {
   normalizationFor,
   scratchSparsity,
 } from "../train/scratch_defaults.ts";
-import { runFinetune, type SaeTrainer, type StepMetrics } from "../train/finetune.ts";
+import { runFinetune, type StepMetrics } from "../train/finetune.ts";
 import { runMsePhase } from "../train/mse_phase.ts";
 import { microBatchFor, stepShapeOf } from "../train/memory.ts";
 import { estimateActivationScale } from "../train/activation_scale.ts";
@@ -33,27 +33,11 @@ import { guardTrainer } from "./gpu_guard.ts";
 import { loadCheckedSae } from "./sae_checks.ts";
 import { hasCheckpoint, withoutCheckpoint } from "./nonfinite.ts";
 import type { JobContext, JobHandler } from "./runner.ts";
+import type { TrainerFactory } from "../sae/trainer.ts";
+
+export type { OwnedTrainer, TrainerFactory } from "../sae/trainer.ts";
 
 export const DEFAULT_HOOK: Record<string, string> = { "tiny-neox": "/blocks.1/Add_2_output_0" };
-
-/** A trainer that can also hand back its SAE and free its GPU memory. */
-export interface OwnedTrainer extends SaeTrainer {
-  toSae(): Promise<Sae>;
-  release(): void;
-}
-
-export type TrainerFactory = (
-  gpu: GpuContext,
-  sae: Sae,
-  opts: {
-    weightDecay: number;
-    gradClip: number;
-    decoderConstraint: boolean;
-    deadWindowTokens?: number;
-    jumpBandwidth?: number;
-    thresholdStartStep?: number;
-  },
-) => Promise<OwnedTrainer>;
 
 export interface FinetuneDeps {
   database: Database;

@@ -9,7 +9,7 @@ import { DecoderNorm } from "../gpu/decoder_norm.ts";
 import { FiringTracker } from "../gpu/metrics.ts";
 import { dispatch, grid1d, loadShader, pipelineCache } from "../gpu/pipelines.ts";
 import type { GpuContext } from "../gpu/device.ts";
-import type { OwnedTrainer } from "../jobs/finetune_job.ts";
+import type { OwnedTrainer } from "./trainer.ts";
 import {
   downloadSae,
   makeParamGroups,

@@ -1,5 +1,6 @@
 // An SAE's weights as GPU buffers, and the (param, grad, m, v) groups an optimizer walks.
 import { createBuffer, readF32, upload } from "../gpu/buffers.ts";
+import type { ParamGroup } from "../gpu/adamw.ts";
 import type { Sae, SaeConfig, SaeWeights } from "./types.ts";
 
 export type ParamName = "W_enc" | "b_enc" | "W_dec" | "b_dec" | "threshold";
@@ -65,16 +66,7 @@ export function destroyParams(params: SaeParams): void {
 }
 
 /** One parameter tensor with its gradient and Adam moments (all f32, `size` elements). */
-export interface ParamGroup {
-  name: string;
-  param: GPUBuffer;
-  grad: GPUBuffer;
-  m: GPUBuffer;
-  v: GPUBuffer;
-  size: number;
-  /** Decoupled weight decay applies to this parameter. */
-  decay: boolean;
-}
+export type { ParamGroup } from "../gpu/adamw.ts";
 
 export interface ParamGroupOptions {
   /** Which parameters get weight decay. Default: matrices only (W_enc, W_dec), not biases. */

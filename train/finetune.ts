@@ -3,6 +3,7 @@
 // place of the SAE — is chosen once, before the loop, as the `StepSae` and `SpliceLm` it calls.
 // The loop around it keeps the cadence of metrics, checkpoints and resume.
 import type { ModelProto } from "../lm/onnx.ts";
+import type { SaeTrainer } from "../sae/trainer.ts";
 import type { ExecutionProvider } from "../lm/session.ts";
 import type { HostAdamW } from "./adapters/host_adamw.ts";
 import type { LmLora } from "./adapters/lm_lora.ts";
@@ -26,51 +27,7 @@ import {
 } from "./splice_lm.ts";
 
 export { createLmStepSessions, type LmStepSessions };
-
-/** What the loop needs of an SAE and its optimizer (implemented on the GPU by sae/). */
-export interface SaeTrainer {
-  readonly dIn: number;
-  /** Latents, where known (for the dead fraction in the metrics). */
-  readonly dSae?: number;
-  /**
-   * Reconstructs x [n, d]; keeps what backward needs. `inference`: as at evaluation (BatchTopK
-   * applies its running threshold rather than selecting over the batch).
-   */
-  forward(
-    x: Float32Array,
-    n: number,
-    inference?: boolean,
-  ): Promise<{ xhat: Float32Array; mse: number; l0: number }>;
-  /**
-   * Backward of wMse·mse + wExt·⟨gExt, x̂⟩ (gExt = ∂KL/∂x̂ from the LM) + the SAE's own terms
-   * (L1 with `l1` for relu, auxk for topk), then global-norm clipping and one AdamW step at lr.
-   */
-  backwardAndStep(
-    opts: {
-      wMse: number;
-      gExt: Float32Array | GPUBuffer | null;
-      wExt: number;
-      lr: number;
-      l1?: number;
-    },
-  ): Promise<{ gradNorm: number; aux: number; dead: number }>;
-  /**
-   * forward() for activations on the GPU (ONNX Runtime's WebGPU output on our device): x̂ stays
-   * on the GPU. Optional; with it, the WebGPU EP's steps copy no [B·T, d] tensor to the host.
-   */
-  forwardGpu?(
-    x: GPUBuffer,
-    n: number,
-    inference?: boolean,
-  ): Promise<{ xhat: GPUBuffer; mse: number; fvu: number; l0: number }>;
-  /**
-   * ∂⟨g, x̂⟩/∂x for the last forward's input (adapters before the hook need it); optional.
-   */
-  inputGradient?(g: Float32Array): Promise<Float32Array>;
-  /** Weights and optimizer state, for checkpoints. */
-  state(): Promise<Map<string, { data: Float32Array; shape: number[] }>>;
-  restore(state: Map<string, { data: Float32Array; shape: number[] }>): Promise<void>;
-}
+export type { SaeTrainer } from "../sae/trainer.ts";
 
 export interface Batches {
   next(): BigInt64Array;

@@ -10,7 +10,7 @@ import { readF32, write } from "../../gpu/buffers.ts";
 import { Rng } from "../../lib/rng.ts";
 import type { GpuSaeTrainer, TrainerState } from "../../sae/gpu_trainer.ts";
 import type { Sae } from "../../sae/types.ts";
-import type { OwnedTrainer } from "../../jobs/finetune_job.ts";
+import type { OwnedTrainer } from "../../sae/trainer.ts";
 import { HostAdamW } from "./host_adamw.ts";
 import { matmul } from "./types.ts";
 
