@@ -128,3 +128,19 @@ Deno.test("evaluations are bounded in sequences and tokens", () => {
   // The schema says the same.
   assertEquals(EvalConfig.safeParse({ sae: "s", sequences: 5000 }).success, false);
 });
+
+Deno.test("a KL step that cannot fit one sequence is refused naming seq_len; a micro_batch too large names micro_batch", () => {
+  // Gemma-2's vocabulary on ONNX Runtime Web: one sequence of 1024 tokens is over the 4 GiB heap.
+  const gemma = { ...llvmpipe, vocab: 256_000, dModel: 2304, modelBytes: 1 * GiB };
+  const r = checkFeasible("finetune", finetune({ batch_size: 1, seq_len: 1024 }), gemma);
+  assertEquals(r?.field, "seq_len");
+  assertStringIncludes(r!.message, '"cpu" or "cuda"');
+  // Pythia's vocabulary fits one sequence at a time there, but not two in one run.
+  const pythia = { ...llvmpipe, vocab: 50_304, dModel: 768, modelBytes: 650 * MiB };
+  const two = finetune({ batch_size: 2, seq_len: 1024, micro_batch: 2 });
+  assertEquals(checkFeasible("finetune", two, pythia)?.field, "micro_batch");
+  assertEquals(
+    checkFeasible("finetune", finetune({ batch_size: 2, seq_len: 1024, micro_batch: 1 }), pythia),
+    null,
+  );
+});
