@@ -86,7 +86,8 @@ export const WEB_MODEL_MAX_BYTES = 4 * 2 ** 30;
 // Emscripten glue takes Deno for Node); restore the web Worker so later `new Worker(url)` works.
 // Native sessions start their workers from this reference, whatever globalThis holds then.
 const WebWorker = globalThis.Worker;
-ort.env.wasm.numThreads = 1; // >1 needs a blob-URL worker, which Deno refuses (see DESIGN.md).
+// More than one wasm thread needs a blob-URL worker, which Deno refuses ("Only file and data URLs").
+ort.env.wasm.numThreads = 1;
 ort.env.logLevel = "error";
 
 const LOG_SEVERITY = { verbose: 0, info: 1, warning: 2, error: 3, fatal: 4 } as const;

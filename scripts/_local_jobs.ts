@@ -30,6 +30,8 @@ export async function localFinetunes() {
   );
   runner.start();
   return {
+    /** The jobs' data dir: a job's SAE is under saes/<job id>/ until close(). */
+    dataDir: work,
     /** Runs one finetune job; its result, or its error message. */
     async run(
       config: Record<string, unknown>,
