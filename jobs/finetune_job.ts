@@ -122,20 +122,23 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
     }
     const dir = `${deps.dataDir}/jobs/${ctx.job.id}`;
     await ctx.setCheckpoint(`${dir}/checkpoints`);
+    // Activations sampled through the prefix before training from scratch, each use from its own
+    // deterministic stream of training text (seed + k), so a resumed job samples the same.
+    const sampling = (k: number, batches: number) => ({
+      model,
+      hook,
+      ep,
+      device: ep === "webgpu" ? deps.gpu.device : undefined,
+      data: data.batches("train", cfg.batch_size, cfg.seq_len, cfg.seed + k),
+      batchSize: cfg.batch_size,
+      seqLen: cfg.seq_len,
+      batches,
+    });
     // From scratch, optionally train on s·x (E‖s·x‖² = d_in); s is folded into the saved SAE. The
     // estimate is deterministic, so a resumed job finds the same s.
     const normalize = normalizationFor(init.kind, cfg.normalize_activations);
     const measured = !start && needsScale(init, normalize)
-      ? await estimateActivationScale({
-        model,
-        hook,
-        ep,
-        device: ep === "webgpu" ? deps.gpu.device : undefined,
-        data: data.batches("train", cfg.batch_size, cfg.seq_len, cfg.seed + 1),
-        batchSize: cfg.batch_size,
-        seqLen: cfg.seq_len,
-        batches: 16,
-      })
+      ? await estimateActivationScale(sampling(1, 16))
       : 1;
     const scale = !start && normalize !== "none" ? measured : 1;
     const planned = stepsOf(cfg);
@@ -143,16 +146,7 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
     // JumpReLU from scratch: b_dec at the activations' geometric median and θ from the spread
     // about it, so about target_l0 latents fire from the first step.
     const centre = !start && init.kind === "jumprelu"
-      ? await centreOf({
-        model,
-        hook,
-        ep,
-        device: ep === "webgpu" ? deps.gpu.device : undefined,
-        data: data.batches("train", cfg.batch_size, cfg.seq_len, cfg.seed + 2),
-        batchSize: cfg.batch_size,
-        seqLen: cfg.seq_len,
-        batches: 4,
-      }, scale)
+      ? await centreOf(sampling(2, 4), scale)
       : null;
     if (centre) sae.weights.b_dec = centre.bDec;
     const sparsity = start ? {} : scratchSparsity(init, {

@@ -1,48 +1,23 @@
 // Runs against PGlite always, and against PostgreSQL too when SPLICE_TEST_DATABASE_URL is set
 // (.ci/run starts a server on loopback and sets it).
 import { assert, assertEquals } from "@std/assert";
-import { eq, sql } from "drizzle-orm";
-import { type Database, openDatabase } from "../../db/client.ts";
+import { eq } from "drizzle-orm";
+import { openDatabase } from "../../db/client.ts";
 import { DbEventStore, DbJobStore } from "../../db/job_store.ts";
 import { MetricsWriter } from "../../db/metrics_writer.ts";
 import { jobs, metrics, models } from "../../db/schema.ts";
+import { databaseKinds } from "./databases.ts";
 import { EventHub } from "../../jobs/events.ts";
 import { JobRunner } from "../../jobs/runner.ts";
 
-const pgUrl = Deno.env.get("SPLICE_TEST_DATABASE_URL");
-
-/** A fresh, empty database of each kind (a throw-away schema on PostgreSQL). */
-const kinds: { name: string; open: () => Promise<Database & { cleanup(): Promise<void> }> }[] = [{
-  name: "pglite",
+/** A fresh, empty database of each kind (its own database on PostgreSQL), as one connection. */
+const kinds = databaseKinds.map((k) => ({
+  name: k.name,
   open: async () => {
-    const dir = await Deno.makeTempDir();
-    const d = await openDatabase({ dataDir: dir });
-    return { ...d, cleanup: () => Deno.remove(dir, { recursive: true }) };
+    const t = await k.create();
+    return { ...(await t.connect()), cleanup: () => t.cleanup() };
   },
-}];
-if (pgUrl) {
-  kinds.push({
-    name: "postgres",
-    open: async () => {
-      // Each test gets its own database so runs never see each other's rows.
-      const name = `splice_test_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
-      const admin = await openDatabase({ url: pgUrl });
-      await admin.db.execute(sql.raw(`CREATE DATABASE ${name}`));
-      await admin.close();
-      const u = new URL(pgUrl);
-      u.pathname = `/${name}`;
-      const d = await openDatabase({ url: u.toString() });
-      return {
-        ...d,
-        cleanup: async () => {
-          const a = await openDatabase({ url: pgUrl });
-          await a.db.execute(sql.raw(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
-          await a.close();
-        },
-      };
-    },
-  });
-}
+}));
 
 for (const kind of kinds) {
   Deno.test(`[${kind.name}] migrations apply; jobs claim once, lease, and resume after lease expiry`, async () => {
