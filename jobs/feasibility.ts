@@ -4,7 +4,7 @@
 // bounds of what the job allocates, so a refused job could never have run; a job that passes may
 // still fail for a reason counted here (the runner then fails it after a bounded number of tries).
 import type { ExecutionProvider } from "../lm/session.ts";
-import { MemoryBoundError, microBatchFor } from "../train/memory.ts";
+import { MemoryBoundError, microBatchFor, runtimeBudget, WEB_HEAP_BYTES } from "../train/memory.ts";
 
 export type FeasibleKind = "finetune" | "eval" | "experiment";
 
@@ -34,8 +34,6 @@ export interface Infeasible {
   message: string;
 }
 
-/** ONNX Runtime Web's wasm heap is 32-bit: model, activations and logits share 4 GiB. */
-export const WASM_HEAP_BYTES = 4 * 2 ** 30;
 /** An eval reads at most this many sequences ... */
 export const EVAL_MAX_SEQUENCES = 4096;
 /** ... and at most this many tokens (sequences × seq_len), so it ends in minutes, not hours. */
@@ -223,7 +221,7 @@ export function checkFeasible(
         },
         r.ep,
         typeof cfg.micro_batch === "number" ? cfg.micro_batch : undefined,
-        r.ep === "cpu" || r.ep === "cuda" ? Math.floor(0.6 * r.hostMemoryBytes) : undefined,
+        runtimeBudget(r.ep, r.hostMemoryBytes),
       );
     } catch (e) {
       if (!(e instanceof MemoryBoundError)) throw e;
@@ -236,7 +234,7 @@ export function checkFeasible(
   const lm = s.batchSize * s.seqLen * perToken;
   const [limit, where] = r.ep === "wasm"
     ? [
-      WASM_HEAP_BYTES - r.modelBytes,
+      WEB_HEAP_BYTES - r.modelBytes,
       `ONNX Runtime Web's 4 GiB wasm heap (less the model's ${fmt(r.modelBytes)})`,
     ]
     : r.ep === "webgpu"

@@ -5,14 +5,14 @@
 // the backward's log-softmax gradient and logits gradient); ONNX Runtime's planner reuses the
 // rest. The weights are held twice (the model bytes handed over and the session's copy).
 import type { ModelProto } from "../lm/onnx.ts";
-import type { ExecutionProvider } from "../lm/session.ts";
+import { type ExecutionProvider, WEB_MODEL_MAX_BYTES } from "../lm/session.ts";
 import { inferShapes } from "../lm/shapes.ts";
 import { logitsName } from "../lm/surgery.ts";
 
 /** [tokens, V] float tensors alive at once in the KL step (forward, loss and backward). */
 export const VOCAB_TENSORS_AT_PEAK = 8;
 /** ONNX Runtime Web's wasm heap is 32-bit (the WebGPU EP loads models through it too). */
-export const WEB_HEAP_BYTES = 4 * 2 ** 30;
+export const WEB_HEAP_BYTES = WEB_MODEL_MAX_BYTES;
 
 export interface StepShape {
   /** Sequences and positions of one step. */
