@@ -11,6 +11,7 @@ import {
   DataType,
   type ModelProto,
   type NodeProto,
+  onnx,
   type TensorProto,
   type ValueInfoProto,
 } from "./onnx.ts";
@@ -20,13 +21,14 @@ import { suffixWithLosses } from "./splice_grad.ts";
 function retag(nodes: NodeProto[], tag: string, inputs: Map<string, string>): NodeProto[] {
   const made = new Set(nodes.flatMap((n) => n.output ?? []));
   const name = (t: string) => (!t ? t : made.has(t) ? `${tag}/${t}` : inputs.get(t) ?? t);
-  return nodes.map((n) => {
-    const c = makeNode(n.opType!, [], [], {}, `${tag}/${n.name ?? n.output?.[0]}`);
-    Object.assign(c, { ...n, name: c.name });
-    c.input = (n.input ?? []).map(name);
-    c.output = (n.output ?? []).map(name);
-    return c;
-  });
+  return nodes.map((n) =>
+    onnx.NodeProto.create({
+      ...n,
+      name: `${tag}/${n.name || n.output?.[0]}`,
+      input: (n.input ?? []).map(name),
+      output: (n.output ?? []).map(name),
+    })
+  );
 }
 
 function floatInfo(name: string, like: ValueInfoProto): ValueInfoProto {
