@@ -194,87 +194,100 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
+    // TopK makes the spliced KL piecewise smooth: a draw whose largest gradients all sit at a
+    // selection boundary (a near tie anywhere moves them all) is drawn again, at most 4 times.
     const rng = freshRng("lm-lora-chain");
-    const gpu = await testGpu();
-    const Bc = 2, Tc = 16;
-    const lora = new LmLora(model, HOOK, { rank: 2, alpha: 4, layers: "all", saeKind: "topk" });
-    for (const v of Object.values(lora.params)) v.set(rng.normals(v.length, 0.05));
-    const sae = initSae({ kind: "topk", dIn: D, dSae: 256, k: 16 }, { seed: 4 });
-    const ids = BigInt64Array.from({ length: Bc * Tc }, () => BigInt(rng.int(V)));
-    const trainer = new TopKGpuTrainer(gpu, sae, {
-      weightDecay: 0,
-      gradClip: 1e9,
-      decoderConstraint: false,
-      auxK: 0,
-    });
-    let captured: Record<string, Float32Array> = {};
-    class Capture extends HostAdamW {
-      override step(g: Record<string, Float32Array>, lr: number) {
-        captured = g;
-        return super.step(g, lr);
-      }
-    }
-    try {
-      await runFinetune({
-        objective: "kl_only",
-        model,
-        hook: HOOK,
-        ep: "wasm",
-        sae: trainer,
-        data: { next: () => ids, cursor: 0, seek: () => {} },
-        batchSize: Bc,
-        seqLen: Tc,
-        steps: 1,
-        schedule: { lr: 0 },
-        adapter: { lm: lora, optimizer: new Capture(lora.params, { weightDecay: 0, clip: 1e9 }) },
-      });
-      // The same spliced KL, evaluated directly: adapted prefix → SAE → adapted suffix.
-      const clean = await createSession(encodeModel(prefix(model, HOOK)), { ep: "wasm" });
-      const pre = await createSession(encodeModel(lora.prefixModel()), { ep: "wasm" });
-      const kl = await createSession(encodeModel(lora.klStepModel()), { ep: "wasm" });
-      const lmIn = { ids, batch: Bc, seq: Tc };
-      const feedsOf = (s: typeof pre, extra: Record<string, ort.Tensor>) =>
-        feedsFor(s.inputNames, { ...lora.feeds(s.inputNames), ...extra }, lmIn);
-      const xClean = (await clean.run(feedsOf(clean, {})))[clean.outputNames[0]];
-      const spliced = async () => {
-        const x = (await pre.run(feedsOf(pre, {})))[pre.outputNames[0]].data as Float32Array;
-        const xhat = (await trainer.forward(x, Bc * Tc, true)).xhat;
-        const out = await kl.run(feedsOf(kl, {
-          hook_clean: xClean,
-          hook: new ort.Tensor("float32", xhat, [Bc, Tc, D]),
-          kl_mask: new ort.Tensor("float32", positionMask(Bc, Tc), [Bc, Tc]),
-        }));
-        return Number((out["kl_mean"].data as Float32Array)[0]);
-      };
-      try {
-        // Prefix B elements with large gradients. TopK makes the spliced KL piecewise smooth: an
-        // element whose two step sizes disagree crossed a selection boundary and is passed over.
-        const fdAt = async (p: Float32Array, i: number, h: number) => {
-          const keep = p[i];
-          p[i] = keep + h;
-          const up = await spliced();
-          p[i] = keep - h;
-          const down = await spliced();
-          p[i] = keep;
-          return (up - down) / (2 * h);
-        };
-        const candidates = lora.prefixNames.filter((n) => n.includes("B")).flatMap((n) =>
-          [...captured[n].keys()].map((i) => ({ n, i, g: captured[n][i] }))
-        ).sort((a, b) => Math.abs(b.g) - Math.abs(a.g)).slice(0, 6);
-        let checked = 0;
-        for (const c of candidates) {
-          const f1 = await fdAt(lora.params[c.n], c.i, 2e-3),
-            f2 = await fdAt(lora.params[c.n], c.i, 1e-3);
-          if (Math.abs(f1 - f2) > 0.02 * Math.abs(f2)) continue;
-          assertLess(Math.abs(c.g - f2) / Math.abs(f2), 0.02, `${c.n}[${c.i}]: ${c.g} vs ${f2}`);
-          if (++checked === 3) break;
-        }
-        assert(checked >= 2, `only ${checked} smooth elements among the largest gradients`);
-      } finally {
-        for (const s of [clean, pre, kl]) await s.release();
-      }
-    } finally {
-      trainer.release();
-    }
+    let checked = 0;
+    for (let draw = 0; draw < 4 && checked < 2; draw++) checked = await chainCheck(rng);
+    assert(checked >= 2, `only ${checked} smooth elements among the largest gradients`);
   },
 });
+
+/**
+ * One draw of adapters and tokens: runs a kl_only step of the loop and checks the gradient it
+ * hands the prefix adapters against central differences of the spliced KL; returns how many
+ * elements were smooth enough to check (each one checked must match).
+ */
+async function chainCheck(rng: ReturnType<typeof freshRng>): Promise<number> {
+  const gpu = await testGpu();
+  const Bc = 2, Tc = 16;
+  const lora = new LmLora(model, HOOK, { rank: 2, alpha: 4, layers: "all", saeKind: "topk" });
+  for (const v of Object.values(lora.params)) v.set(rng.normals(v.length, 0.05));
+  const sae = initSae({ kind: "topk", dIn: D, dSae: 256, k: 16 }, { seed: 4 });
+  const ids = BigInt64Array.from({ length: Bc * Tc }, () => BigInt(rng.int(V)));
+  const trainer = new TopKGpuTrainer(gpu, sae, {
+    weightDecay: 0,
+    gradClip: 1e9,
+    decoderConstraint: false,
+    auxK: 0,
+  });
+  let captured: Record<string, Float32Array> = {};
+  class Capture extends HostAdamW {
+    override step(g: Record<string, Float32Array>, lr: number) {
+      captured = g;
+      return super.step(g, lr);
+    }
+  }
+  try {
+    await runFinetune({
+      objective: "kl_only",
+      model,
+      hook: HOOK,
+      ep: "wasm",
+      sae: trainer,
+      data: { next: () => ids, cursor: 0, seek: () => {} },
+      batchSize: Bc,
+      seqLen: Tc,
+      steps: 1,
+      schedule: { lr: 0 },
+      adapter: { lm: lora, optimizer: new Capture(lora.params, { weightDecay: 0, clip: 1e9 }) },
+    });
+    // The same spliced KL, evaluated directly: adapted prefix → SAE → adapted suffix.
+    const clean = await createSession(encodeModel(prefix(model, HOOK)), { ep: "wasm" });
+    const pre = await createSession(encodeModel(lora.prefixModel()), { ep: "wasm" });
+    const kl = await createSession(encodeModel(lora.klStepModel()), { ep: "wasm" });
+    const lmIn = { ids, batch: Bc, seq: Tc };
+    const feedsOf = (s: typeof pre, extra: Record<string, ort.Tensor>) =>
+      feedsFor(s.inputNames, { ...lora.feeds(s.inputNames), ...extra }, lmIn);
+    const xClean = (await clean.run(feedsOf(clean, {})))[clean.outputNames[0]];
+    const spliced = async () => {
+      const x = (await pre.run(feedsOf(pre, {})))[pre.outputNames[0]].data as Float32Array;
+      const xhat = (await trainer.forward(x, Bc * Tc, true)).xhat;
+      const out = await kl.run(feedsOf(kl, {
+        hook_clean: xClean,
+        hook: new ort.Tensor("float32", xhat, [Bc, Tc, D]),
+        kl_mask: new ort.Tensor("float32", positionMask(Bc, Tc), [Bc, Tc]),
+      }));
+      return Number((out["kl_mean"].data as Float32Array)[0]);
+    };
+    try {
+      // Prefix B elements with large gradients. TopK makes the spliced KL piecewise smooth: an
+      // element whose two step sizes disagree crossed a selection boundary and is passed over.
+      const fdAt = async (p: Float32Array, i: number, h: number) => {
+        const keep = p[i];
+        p[i] = keep + h;
+        const up = await spliced();
+        p[i] = keep - h;
+        const down = await spliced();
+        p[i] = keep;
+        return (up - down) / (2 * h);
+      };
+      const candidates = lora.prefixNames.filter((n) => n.includes("B")).flatMap((n) =>
+        [...captured[n].keys()].map((i) => ({ n, i, g: captured[n][i] }))
+      ).sort((a, b) => Math.abs(b.g) - Math.abs(a.g)).slice(0, 6);
+      let checked = 0;
+      for (const c of candidates) {
+        const f1 = await fdAt(lora.params[c.n], c.i, 2e-3),
+          f2 = await fdAt(lora.params[c.n], c.i, 1e-3);
+        if (Math.abs(f1 - f2) > 0.02 * Math.abs(f2)) continue;
+        assertLess(Math.abs(c.g - f2) / Math.abs(f2), 0.02, `${c.n}[${c.i}]: ${c.g} vs ${f2}`);
+        if (++checked === 3) break;
+      }
+      return checked;
+    } finally {
+      for (const s of [clean, pre, kl]) await s.release();
+    }
+  } finally {
+    trainer.release();
+  }
+}
