@@ -8,12 +8,9 @@ import type { ExecutionProvider } from "../lm/session.ts";
 import type { HostAdamW } from "./adapters/host_adamw.ts";
 import type { LmLora } from "./adapters/lm_lora.ts";
 import type { SkipAdapter } from "./adapters/types.ts";
-import {
-  assertFinite,
-  type Checkpoint,
-  loadLatestCheckpoint,
-  saveCheckpoint,
-} from "./checkpoint.ts";
+import { assertFinite } from "./checkpoint.ts";
+import { runLoop } from "./loop.ts";
+import type { StepMetrics } from "./step_metrics.ts";
 import { createL1Controller, type L1Controller, updateL1 } from "./l1_controller.ts";
 import { needsKl, type Objective, objectiveWeights } from "./objective.ts";
 import { lrAt, type LrSchedule, validateSchedule } from "./schedule.ts";
@@ -28,6 +25,7 @@ import {
 
 export { createLmStepSessions, type LmStepSessions };
 export type { SaeTrainer } from "../sae/trainer.ts";
+export type { StepMetrics } from "./step_metrics.ts";
 
 export interface Batches {
   next(): BigInt64Array;
@@ -82,26 +80,6 @@ export interface FinetuneAdapter {
   /** LoRA on the LM after the hook: extra KL-step inputs, gradients out of it. */
   lm?: LmLora;
   optimizer: HostAdamW;
-}
-
-export interface StepMetrics {
-  step: number;
-  tokens: number;
-  mse: number;
-  kl: number | null;
-  alpha: number | null;
-  loss: number;
-  l0: number;
-  lr: number;
-  gradNorm: number;
-  aux: number;
-  deadLatents: number;
-  l1Lambda: number | null;
-  tokensPerSecond: number;
-  /** mse / the batch's variance of x about its mean (in the space the SAE reads). */
-  fvu?: number;
-  /** Dead latents / d_sae (the trainer's dead window), where the trainer knows d_sae. */
-  deadFraction?: number;
 }
 
 /** What a step trains: the SAE, or an adapter around the frozen SAE. */
@@ -188,7 +166,6 @@ export async function runFinetune(opts: FinetuneOptions, sessions?: LmStepSessio
           "trainer does not give (the TopK trainer does)",
       );
     }
-    let start = 0;
     let state: LoopState = {
       cursor: opts.data.cursor,
       l1: opts.l1?.controller && opts.l1.target
@@ -198,34 +175,27 @@ export async function runFinetune(opts: FinetuneOptions, sessions?: LmStepSessio
     const sae = ad
       ? adapterSide(opts.sae, ad, lm, scale)
       : saeSide(opts.sae, scale, () => state.l1?.lambda ?? opts.l1?.lambda);
-    if (opts.checkpointDir) {
-      const ck = await loadLatestCheckpoint<LoopState>(opts.checkpointDir);
-      if (ck) {
+    const parts: StepParts = { objective: opts.objective, lm, sae };
+    let last: StepMetrics | null = null;
+    const { resumedFrom } = await runLoop<LoopState>({
+      ...opts,
+      tokensPerStep: N,
+      resume: async (ck) => {
         await sae.restore(ck.tensors);
         state = ck.state;
         opts.data.seek(state.cursor as never);
-        start = ck.step;
-      }
-    }
-    const parts: StepParts = { objective: opts.objective, lm, sae };
-    let t0 = performance.now(), tokensSince = 0;
-    let last: StepMetrics | null = null;
-    for (let step = start; step < opts.steps; step++) {
-      opts.signal?.throwIfAborted();
-      const lr = lrAt(schedule, step);
-      const r = await spliceStep(parts, opts.data.next(), lr, step);
-      // No target given: hold the L0 the SAE had before the fine-tune (its first batch's).
-      if (!state.l1 && opts.l1?.controller && !opts.l1.target && step === 0) {
-        state.l1 = updateL1(createL1Controller(opts.l1.lambda, r.l0), r.l0);
-      } else if (state.l1) state.l1 = updateL1(state.l1, r.l0);
-      tokensSince += N;
-      state.cursor = opts.data.cursor;
-      const every = opts.metricsEvery ?? 8;
-      if ((step + 1) % every === 0 || step === opts.steps - 1) {
-        const now = performance.now();
-        last = {
+      },
+      snapshot: async () => ({ state, tensors: await sae.state() }),
+      step: async (step) => {
+        const lr = lrAt(schedule, step);
+        const r = await spliceStep(parts, opts.data.next(), lr, step);
+        // No target given: hold the L0 the SAE had before the fine-tune (its first batch's).
+        if (!state.l1 && opts.l1?.controller && !opts.l1.target && step === 0) {
+          state.l1 = updateL1(createL1Controller(opts.l1.lambda, r.l0), r.l0);
+        } else if (state.l1) state.l1 = updateL1(state.l1, r.l0);
+        state.cursor = opts.data.cursor;
+        return [{
           step: step + 1,
-          tokens: (step + 1) * N,
           mse: r.mse,
           fvu: r.fvu,
           kl: r.kl,
@@ -237,27 +207,15 @@ export async function runFinetune(opts: FinetuneOptions, sessions?: LmStepSessio
           aux: r.aux,
           deadLatents: r.dead,
           l1Lambda: state.l1?.lambda ?? null,
-          tokensPerSecond: tokensSince / ((now - t0) / 1000),
           ...(opts.sae.dSae && !ad ? { deadFraction: r.dead / opts.sae.dSae } : {}),
-        };
-        t0 = now;
-        tokensSince = 0;
-        await opts.onMetrics?.(last);
-      }
-      const ckEvery = opts.checkpointEvery ?? 0;
-      if (
-        opts.checkpointDir && ckEvery && ((step + 1) % ckEvery === 0 || step === opts.steps - 1)
-      ) {
-        const tensors = await sae.state();
-        for (const [name, t] of tensors) assertFinite(name, t.data, step + 1);
-        await opts.beforeCheckpoint?.();
-        const ck: Checkpoint<LoopState> = { step: step + 1, state, tensors };
-        const dir = await saveCheckpoint(opts.checkpointDir, ck);
-        await opts.onCheckpoint?.(step + 1, dir);
-      }
-      await opts.onStep?.(step + 1);
-    }
-    return { steps: opts.steps, resumedFrom: start, last };
+        }];
+      },
+      onMetrics: async (m) => {
+        last = m;
+        await opts.onMetrics?.(m);
+      },
+    });
+    return { steps: opts.steps, resumedFrom, last: last as StepMetrics | null };
   } finally {
     await lm?.release();
     if (own) await sessions.release();

@@ -10,13 +10,10 @@ import type { ModelProto } from "../lm/onnx.ts";
 import { feedsFor } from "../lm/signature.ts";
 import { createSession, type ExecutionProvider } from "../lm/session.ts";
 import { prefix } from "../lm/surgery.ts";
-import {
-  assertFinite,
-  type Checkpoint,
-  loadLatestCheckpoint,
-  saveCheckpoint,
-} from "./checkpoint.ts";
-import type { Batches, SaeTrainer, StepMetrics } from "./finetune.ts";
+import { assertFinite } from "./checkpoint.ts";
+import type { Batches, SaeTrainer } from "./finetune.ts";
+import { runLoop, type Tensors } from "./loop.ts";
+import type { StepMetrics } from "./step_metrics.ts";
 import { createL1Controller, type L1Controller, updateL1 } from "./l1_controller.ts";
 import { lrAt, type LrSchedule, validateSchedule } from "./schedule.ts";
 import { varianceOf } from "./variance.ts";
@@ -95,18 +92,7 @@ export async function runMsePhase(opts: MsePhaseOptions) {
     served: 0,
     l1: saes.map(() => null),
   };
-  let start = 0;
-  if (opts.checkpointDir) {
-    const ck = await loadLatestCheckpoint<PhaseState>(opts.checkpointDir);
-    if (ck) {
-      for (const [i, s] of saes.entries()) await s.restore(prefixed(ck.tensors, `sae${i}.`));
-      state = ck.state;
-      start = ck.step;
-      if (start >= opts.steps && state.dataCursor !== undefined) {
-        opts.data.seek(state.dataCursor as never);
-      }
-    }
-  }
+  let filled = false;
   const fillBuffer = async () => {
     opts.data.seek(state.fillCursor as never);
     for (let b = 0; b < batchesPerFill; b++) {
@@ -122,104 +108,97 @@ export async function runMsePhase(opts: MsePhaseOptions) {
     }
     order = new Rng((opts.seed ^ Math.imul(state.fill + 1, 0x9e3779b1)) >>> 0)
       .shuffle(Uint32Array.from({ length: capacity }, (_, i) => i));
+    filled = true;
   };
   const x = new Float32Array(N * d);
   const scale = opts.activationScale ?? 1;
-  let t0 = performance.now(), tokensSince = 0;
+  const warm = opts.l1?.warmupSteps ?? 0;
+  let resumedFrom = 0;
   try {
-    if (start < opts.steps) await fillBuffer();
-    for (let step = start; step < opts.steps; step++) {
-      opts.signal?.throwIfAborted();
-      if (state.served === stepsPerFill) {
-        state = { ...state, fillCursor: opts.data.cursor, fill: state.fill + 1, served: 0 };
-        await fillBuffer();
-      }
-      for (let r = 0; r < N; r++) {
-        const row = order[state.served * N + r];
-        x.set(buffer.subarray(row * d, row * d + d), r * d);
-      }
-      if (scale !== 1) { for (let e = 0; e < x.length; e++) x[e] *= scale; }
-      state.served++;
-      const lr = lrAt(schedule, step);
-      tokensSince += N;
-      const log = (step + 1) % (opts.metricsEvery ?? 8) === 0 || step === opts.steps - 1;
-      const now = performance.now();
-      for (const [i, sae] of saes.entries()) {
-        const fwd = await sae.forward(x, N);
-        assertFinite("mse", [fwd.mse], step);
-        if (opts.l1?.controller && !state.l1[i] && step === 0) {
-          state.l1[i] = createL1Controller(
-            opts.l1.lambda,
-            opts.l1.target ?? fwd.l0,
-            opts.l1.rate,
-          );
+    ({ resumedFrom } = await runLoop<PhaseState>({
+      ...opts,
+      tokensPerStep: N,
+      resume: async (ck) => {
+        for (const [i, s] of saes.entries()) await s.restore(prefixed(ck.tensors, `sae${i}.`));
+        state = ck.state;
+        if (ck.step >= opts.steps && state.dataCursor !== undefined) {
+          opts.data.seek(state.dataCursor as never);
         }
-        // A full penalty from step 0 kills latents before they have learnt anything (SAELens'
-        // l1_warm_up_steps); the controller waits for the warm-up to end.
-        const warm = opts.l1?.warmupSteps ?? 0;
-        const ramp = step < warm ? (step + 1) / warm : 1;
-        const base = state.l1[i]?.lambda ?? opts.l1?.lambda;
-        const l1 = base === undefined ? undefined : base * ramp;
-        const bw = await sae.backwardAndStep({ wMse: 1, gExt: null, wExt: 0, lr, l1 });
-        assertFinite("gradient norm", [bw.gradNorm], step);
-        if (state.l1[i] && step >= warm) state.l1[i] = updateL1(state.l1[i]!, fwd.l0);
-        if (log) {
-          await opts.onMetrics?.({
-            step: step + 1,
-            tokens: (step + 1) * N,
-            mse: fwd.mse,
-            kl: null,
-            alpha: null,
-            loss: fwd.mse,
-            l0: fwd.l0,
-            lr,
-            gradNorm: bw.gradNorm,
-            aux: bw.aux,
-            deadLatents: bw.dead,
-            l1Lambda: l1 ?? null,
-            fvu: fwd.mse / Math.max(varianceOf(x, d), 1e-30),
-            ...(sae.dSae ? { deadFraction: bw.dead / sae.dSae } : {}),
-            tokensPerSecond: tokensSince / ((now - t0) / 1000),
-          }, i);
-        }
-      }
-      if (log) {
-        t0 = now;
-        tokensSince = 0;
-      }
-      const every = opts.checkpointEvery ?? 0;
-      if (opts.checkpointDir && every && ((step + 1) % every === 0 || step === opts.steps - 1)) {
-        const tensors = new Map<string, { data: Float32Array; shape: number[] }>();
+      },
+      snapshot: async () => {
+        const tensors: Tensors = new Map();
         for (const [i, sae] of saes.entries()) {
-          for (const [k, v] of await sae.state()) {
-            assertFinite(k, v.data, step + 1);
-            tensors.set(`sae${i}.${k}`, v);
-          }
+          for (const [k, v] of await sae.state()) tensors.set(`sae${i}.${k}`, v);
         }
         state.dataCursor = opts.data.cursor;
-        const ck: Checkpoint<PhaseState> = { step: step + 1, state, tensors };
-        await opts.beforeCheckpoint?.();
-        // Not inside `onCheckpoint?.(…)`: an optional call skips evaluating its arguments.
-        const saved = await saveCheckpoint(opts.checkpointDir, ck);
-        await opts.onCheckpoint?.(step + 1, saved);
-      }
-    }
+        return { state, tensors };
+      },
+      step: async (step, log) => {
+        if (!filled) await fillBuffer();
+        if (state.served === stepsPerFill) {
+          state = { ...state, fillCursor: opts.data.cursor, fill: state.fill + 1, served: 0 };
+          await fillBuffer();
+        }
+        for (let r = 0; r < N; r++) {
+          const row = order[state.served * N + r];
+          x.set(buffer.subarray(row * d, row * d + d), r * d);
+        }
+        if (scale !== 1) { for (let e = 0; e < x.length; e++) x[e] *= scale; }
+        state.served++;
+        const lr = lrAt(schedule, step);
+        const rows = [];
+        for (const [i, sae] of saes.entries()) {
+          const fwd = await sae.forward(x, N);
+          assertFinite("mse", [fwd.mse], step);
+          if (opts.l1?.controller && !state.l1[i] && step === 0) {
+            state.l1[i] = createL1Controller(
+              opts.l1.lambda,
+              opts.l1.target ?? fwd.l0,
+              opts.l1.rate,
+            );
+          }
+          // A full penalty from step 0 kills latents before they have learnt anything (SAELens'
+          // l1_warm_up_steps); the controller waits for the warm-up to end.
+          const ramp = step < warm ? (step + 1) / warm : 1;
+          const base = state.l1[i]?.lambda ?? opts.l1?.lambda;
+          const l1 = base === undefined ? undefined : base * ramp;
+          const bw = await sae.backwardAndStep({ wMse: 1, gExt: null, wExt: 0, lr, l1 });
+          assertFinite("gradient norm", [bw.gradNorm], step);
+          if (state.l1[i] && step >= warm) state.l1[i] = updateL1(state.l1[i]!, fwd.l0);
+          if (log) {
+            rows.push({
+              step: step + 1,
+              mse: fwd.mse,
+              kl: null,
+              alpha: null,
+              loss: fwd.mse,
+              l0: fwd.l0,
+              lr,
+              gradNorm: bw.gradNorm,
+              aux: bw.aux,
+              deadLatents: bw.dead,
+              l1Lambda: l1 ?? null,
+              fvu: fwd.mse / Math.max(varianceOf(x, d), 1e-30),
+              ...(sae.dSae ? { deadFraction: bw.dead / sae.dSae } : {}),
+            });
+          }
+        }
+        return rows;
+      },
+    }));
   } finally {
     await session.release();
   }
   // The data stream is left after the last fill, where a following phase continues.
   return {
     steps: opts.steps,
-    resumedFrom: start,
+    resumedFrom,
     fills: state.fill + 1,
     /** Each SAE's λ at the end (the controller's), where one ran: the fine-tune continues from it. */
     l1Lambdas: state.l1.map((c) => c?.lambda ?? null),
   };
 }
 
-function prefixed(
-  m: Map<string, { data: Float32Array; shape: number[] }>,
-  p: string,
-): Map<string, { data: Float32Array; shape: number[] }> {
+function prefixed(m: Tensors, p: string): Tensors {
   return new Map([...m].filter(([k]) => k.startsWith(p)).map(([k, v]) => [k.slice(p.length), v]));
 }
