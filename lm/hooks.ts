@@ -70,6 +70,24 @@ interface Stream {
   blocks: StreamBlock[];
 }
 
+/**
+ * A tensor's name before Identity and float→same-float Casts (RMSNorm's upcast of a float32
+ * model), which pass the stream on unchanged; exporters let the next Add read either name.
+ */
+export function streamAliases(
+  model: ModelProto,
+  shapes: Map<string, ShapeInfo>,
+): (t: string) => string {
+  const alias = new Map<string, string>();
+  for (const n of model.graph!.node ?? []) {
+    const i = n.input?.[0], o = n.output?.[0];
+    if (!i || !o) continue;
+    const noopCast = n.opType === "Cast" && shapes.get(i)?.elemType === getIntAttr(n, "to", -1);
+    if (n.opType === "Identity" || noopCast) alias.set(o, alias.get(i) ?? i);
+  }
+  return (t) => alias.get(t) ?? t;
+}
+
 /** The residual stream: its root (the embedding), its Adds in order and its blocks. */
 function findStream(model: ModelProto): { stream?: Stream; shapes: Map<string, ShapeInfo> } {
   const g = model.graph!;
@@ -95,16 +113,7 @@ function findStream(model: ModelProto): { stream?: Stream; shapes: Map<string, S
     }
     return nodes;
   };
-  // Identity and float→same-float Casts (RMSNorm's upcast of a float32 model) pass the stream on
-  // unchanged; exporters let the next Add read either name.
-  const alias = new Map<string, string>();
-  for (const n of g.node ?? []) {
-    const i = n.input?.[0], o = n.output?.[0];
-    if (!i || !o) continue;
-    const noopCast = n.opType === "Cast" && shapes.get(i)?.elemType === getIntAttr(n, "to", -1);
-    if (n.opType === "Identity" || noopCast) alias.set(o, alias.get(i) ?? i);
-  }
-  const canon = (t: string) => alias.get(t) ?? t;
+  const canon = streamAliases(model, shapes);
   const candidates = (g.node ?? []).filter((n) =>
     n.opType === "Add" && n.input?.length === 2 && isStreamShaped(n.output![0]) &&
     isStreamShaped(n.input[0]) && isStreamShaped(n.input[1]) &&
