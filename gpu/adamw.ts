@@ -1,7 +1,8 @@
 // AdamW over a list of parameter groups (shaders/adamw.wgsl), one dispatch per binding-sized chunk.
 import { upload } from "./buffers.ts";
 import { type Chunk, chunkBinding, chunkLimits, f32Chunks } from "./chunks.ts";
-import { grid1d, loadShader, pipelineCache } from "./pipelines.ts";
+import { Kernel, requireValues } from "./kernel.ts";
+import { grid1d } from "./pipelines.ts";
 
 /** A parameter, its gradient and its Adam moments, as AdamW updates them. */
 export interface ParamGroup {
@@ -26,7 +27,26 @@ export interface AdamWOptions {
 }
 
 const WG = 256;
-const HYPER_BYTES = 48;
+const kernel = new Kernel({
+  name: "adamw",
+  struct: "Hyper",
+  fields: {
+    beta1: "f32",
+    beta2: "f32",
+    // 1 − β, rounded from float64: 1 − f32(0.999) is off by 5e-5 relative.
+    one_minus_beta1: "f32",
+    one_minus_beta2: "f32",
+    eps: "f32",
+    // 1 − lr·wd for decayed parameters, 1 otherwise.
+    decay_factor: "f32",
+    // lr / bc1
+    step_size: "f32",
+    // 1 / √bc2
+    inv_sqrt_bc2: "f32",
+    count: "u32",
+  },
+  wg: WG,
+});
 
 interface Piece {
   group: ParamGroup;
@@ -53,17 +73,39 @@ export class AdamW {
     this.weightDecay = opts.weightDecay ?? 0;
     const limits = chunkLimits(device, opts.maxBindingBytes);
     for (const group of groups) {
+      for (
+        const [what, b] of [["param", group.param], ["grad", group.grad], ["m", group.m], [
+          "v",
+          group.v,
+        ]] as const
+      ) {
+        requireValues("adamw", `${group.name}.${what}`, b, group.size, `size=${group.size}`);
+      }
       for (const chunk of f32Chunks(group.size, limits)) {
         const hyper = device.createBuffer({
           label: `adamw.${group.name}.hyper`,
-          size: HYPER_BYTES,
+          size: kernel.pack(this.#hyper(0, 0, 0, 0)).byteLength,
           usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
         });
         this.#pieces.push({ group, chunk, hyper });
       }
     }
     this.#unitScale = upload(device, new Float32Array([1, 0]), "adamw.unit-scale");
-    this.#pipeline = pipelineCache(device).get(loadShader("adamw"), "main", { WG }, "adamw");
+    this.#pipeline = kernel.pipeline(device, "main");
+  }
+
+  #hyper(lr: number, bc1: number, bc2: number, count: number, decay = false) {
+    return {
+      beta1: this.beta1,
+      beta2: this.beta2,
+      one_minus_beta1: 1 - this.beta1,
+      one_minus_beta2: 1 - this.beta2,
+      eps: this.eps,
+      decay_factor: decay ? 1 - lr * this.weightDecay : 1,
+      step_size: bc1 ? lr / bc1 : 0,
+      inv_sqrt_bc2: bc2 ? 1 / Math.sqrt(bc2) : 0,
+      count,
+    };
   }
 
   #bindGroupsFor(gradScale: GPUBuffer): GPUBindGroup[] {
@@ -100,22 +142,11 @@ export class AdamW {
     this.t += 1;
     const bc1 = 1 - this.beta1 ** this.t;
     const bc2 = 1 - this.beta2 ** this.t;
-    const hyper = new ArrayBuffer(HYPER_BYTES);
-    const f = new Float32Array(hyper);
-    const u = new Uint32Array(hyper);
-    f[0] = this.beta1;
-    f[1] = this.beta2;
-    f[2] = 1 - this.beta1;
-    f[3] = 1 - this.beta2;
-    f[4] = this.eps;
-    f[6] = lr / bc1;
-    f[7] = 1 / Math.sqrt(bc2);
     const bgs = this.#bindGroupsFor(gradScale ?? this.#unitScale);
     pass.setPipeline(this.#pipeline);
     this.#pieces.forEach(({ group, chunk, hyper: hbuf }, i) => {
       if (chunk.count === 0) return;
-      f[5] = group.decay ? 1 - lr * this.weightDecay : 1;
-      u[8] = chunk.count;
+      const hyper = kernel.pack(this.#hyper(lr, bc1, bc2, chunk.count, group.decay));
       this.device.queue.writeBuffer(hbuf, 0, hyper);
       pass.setBindGroup(0, bgs[i]);
       const [x, y] = grid1d(Math.ceil(chunk.count / WG));

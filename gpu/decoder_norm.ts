@@ -1,9 +1,16 @@
 // The decoder constraint step (shaders/decoder_norm.wgsl): project each W_dec row's component out
 // of its gradient before the optimizer, renormalise rows to unit norm after it.
 import { type Chunk, chunkBinding, chunkLimits, f32Chunks } from "./chunks.ts";
-import { grid1d, loadShader, pipelineCache } from "./pipelines.ts";
+import { Kernel, requireDims, requireValues } from "./kernel.ts";
+import { grid1d } from "./pipelines.ts";
 
 const WG = 64;
+const kernel = new Kernel({
+  name: "decoder_norm",
+  struct: "Args",
+  fields: { rows: "u32", d: "u32" },
+  wg: WG,
+});
 
 export class DecoderNorm {
   #chunks: Chunk[];
@@ -21,21 +28,15 @@ export class DecoderNorm {
     readonly dIn: number,
     opts: { maxBindingBytes?: number } = {},
   ) {
-    const code = loadShader("decoder_norm");
-    const cache = pipelineCache(device);
-    this.#pRemove = cache.get(code, "remove_parallel", { WG }, "decoder_norm.remove_parallel");
-    this.#pNorm = cache.get(code, "normalize", { WG }, "decoder_norm.normalize");
+    requireDims("decoder_norm", { dSae, dIn });
+    requireValues("decoder_norm", "W_dec", W_dec, dSae * dIn, `dSae=${dSae} dIn=${dIn}`);
+    this.#pRemove = kernel.pipeline(device, "remove_parallel");
+    this.#pNorm = kernel.pipeline(device, "normalize");
     this.#chunks = f32Chunks(dSae * dIn, chunkLimits(device, opts.maxBindingBytes), dIn)
       .filter((c) => c.count > 0);
-    this.#args = this.#chunks.map((c) => {
-      const b = device.createBuffer({
-        label: "decoder_norm.args",
-        size: 16,
-        usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-      });
-      device.queue.writeBuffer(b, 0, new Uint32Array([c.count / dIn, dIn, 0, 0]));
-      return b;
-    });
+    this.#args = this.#chunks.map((c) =>
+      kernel.uniformBuffer(device, { rows: c.count / dIn, d: dIn })
+    );
     this.#normBGs = this.#chunks.map((c, i) =>
       device.createBindGroup({
         layout: this.#pNorm.getBindGroupLayout(0),
@@ -51,6 +52,8 @@ export class DecoderNorm {
   recordRemoveParallel(pass: GPUComputePassEncoder, gradW_dec: GPUBuffer): void {
     let bgs = this.#removeBGs.get(gradW_dec);
     if (!bgs) {
+      const shape = `dSae=${this.dSae} dIn=${this.dIn}`;
+      requireValues("decoder_norm", "gradW_dec", gradW_dec, this.dSae * this.dIn, shape);
       bgs = this.#chunks.map((c, i) =>
         this.device.createBindGroup({
           layout: this.#pRemove.getBindGroupLayout(0),

@@ -4,9 +4,9 @@
 // kernel generated below with its tile unrolled into named registers. On llvmpipe unrolling is what
 // counts: a loop over a local array keeps the tile in memory (1.8 GFLOP/s measured at
 // 1024×2048×128), named registers keep it in vector registers (10 GFLOP/s with 8×16 tiles).
-import { align4, createBuffer } from "./buffers.ts";
+import { createBuffer } from "./buffers.ts";
 import { isSoftwareDevice } from "./device.ts";
-import { loadShader, pipelineCache } from "./pipelines.ts";
+import { Kernel, requireDims, requireValues } from "./kernel.ts";
 
 export interface MatmulShape {
   M: number;
@@ -17,6 +17,25 @@ export interface MatmulShape {
 }
 
 const TM = 4, TN = 4, WG = 8;
+
+const DIMS = { M: "u32", N: "u32", K: "u32" } as const;
+const general = new Kernel({ name: "matmul", struct: "Dims", fields: DIMS, wg: WG * WG });
+const blockedKernels = new Map<string, Kernel<typeof DIMS>>();
+
+function blockedKernel(tm: number, tn4: number): Kernel<typeof DIMS> {
+  let k = blockedKernels.get(`${tm}x${tn4}`);
+  if (!k) {
+    k = new Kernel({
+      name: "matmul.blocked",
+      struct: "Dims",
+      fields: DIMS,
+      wg: WG * WG,
+      source: blockedMatmulWgsl(tm, tn4),
+    });
+    blockedKernels.set(`${tm}x${tn4}`, k);
+  }
+  return k;
+}
 
 /** Rows × vec4-columns per invocation of the blocked kernel: CPU-shaped on software adapters. */
 function blockedTile(device: GPUDevice): { tm: number; tn4: number } {
@@ -38,7 +57,6 @@ ${each((i, j) => `      acc${i}_${j} = fma(vec4<f32>(a${i}.${"xyzw"[kk]}), b${j}
 override HAS_BIAS: bool = false;
 override WG_X: u32 = 8u;
 override WG_Y: u32 = 8u;
-struct Dims { M: u32, N: u32, K: u32, _pad: u32 }
 @group(0) @binding(0) var<storage, read> A: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> B: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;
@@ -80,6 +98,7 @@ ${
 /** One matmul of a fixed shape; bind groups are made per call (buffers change between uses). */
 export class Matmul {
   readonly pipeline: GPUComputePipeline;
+  readonly kernel: Kernel<typeof DIMS>;
   /** Invocation grid: tile rows × tile columns (in floats) per invocation. */
   readonly tile: { rows: number; cols: number };
   #dims: GPUBuffer;
@@ -93,35 +112,29 @@ export class Matmul {
     blockedTileOverride?: { tm: number; tn4: number },
   ) {
     const { M, N, K } = shape;
-    for (const [k, v] of Object.entries({ M, N, K })) {
-      if (!Number.isInteger(v) || v < 1) {
-        throw new RangeError(`matmul: ${k} must be a positive integer, got ${v}`);
-      }
-    }
+    requireDims("matmul", { M, N, K });
     const blocked = !shape.transA && !shape.transB && K % 4 === 0 && N % 4 === 0;
     if (blocked) {
       const { tm, tn4 } = blockedTileOverride ?? blockedTile(device);
       this.tile = { rows: tm, cols: 4 * tn4 };
-      this.pipeline = pipelineCache(device).get(blockedMatmulWgsl(tm, tn4), "main", {
+      this.kernel = blockedKernel(tm, tn4);
+      this.pipeline = this.kernel.pipeline(device, "main", {
         HAS_BIAS: hasBias ? 1 : 0,
         WG_X: WG,
         WG_Y: WG,
-      }, "matmul.blocked");
+      });
     } else {
       this.tile = { rows: TM, cols: TN };
-      this.pipeline = pipelineCache(device).get(loadShader("matmul"), "main", {
+      this.kernel = general;
+      this.pipeline = general.pipeline(device, "main", {
         TRANS_A: shape.transA ? 1 : 0,
         TRANS_B: shape.transB ? 1 : 0,
         HAS_BIAS: hasBias ? 1 : 0,
         WG_X: WG,
         WG_Y: WG,
-      }, "matmul");
+      });
     }
-    this.#dims = device.createBuffer({
-      size: 16,
-      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-    });
-    device.queue.writeBuffer(this.#dims, 0, new Uint32Array([M, N, K, 0]));
+    this.#dims = this.kernel.uniformBuffer(device, { M, N, K });
     this.#noBias = createBuffer(device, 16, "matmul.no-bias");
   }
 
@@ -134,35 +147,20 @@ export class Matmul {
     bias?: GPUBuffer,
   ): void {
     const { M, N, K } = this.shape;
-    const need = (buf: GPUBuffer, floats: number, what: string) => {
-      if (buf.size < align4(floats * 4)) {
-        throw new RangeError(
-          `matmul: ${what} holds ${buf.size / 4} floats, needs ${floats} for M=${M} N=${N} K=${K}`,
-        );
-      }
-    };
-    need(A, M * K, "A");
-    need(B, K * N, "B");
-    need(C, M * N, "C");
+    const shape = `M=${M} N=${N} K=${K}`;
+    requireValues("matmul", "A", A, M * K, shape);
+    requireValues("matmul", "B", B, K * N, shape);
+    requireValues("matmul", "C", C, M * N, shape);
     if (this.hasBias !== (bias !== undefined)) {
       throw new Error("matmul: bias given to a pipeline built without one, or missing");
     }
-    if (bias) need(bias, N, "bias");
-    const bg = this.device.createBindGroup({
-      layout: this.pipeline.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: A } },
-        { binding: 1, resource: { buffer: B } },
-        { binding: 2, resource: { buffer: bias ?? this.#noBias } },
-        { binding: 3, resource: { buffer: C } },
-        { binding: 4, resource: { buffer: this.#dims } },
-      ],
-    });
-    pass.setPipeline(this.pipeline);
-    pass.setBindGroup(0, bg);
-    pass.dispatchWorkgroups(
-      Math.ceil(N / (this.tile.cols * WG)),
-      Math.ceil(M / (this.tile.rows * WG)),
+    if (bias) requireValues("matmul", "bias", bias, N, shape);
+    this.kernel.dispatch(
+      this.device,
+      pass,
+      this.pipeline,
+      [A, B, bias ?? this.#noBias, C, this.#dims],
+      [Math.ceil(N / (this.tile.cols * WG)), Math.ceil(M / (this.tile.rows * WG))],
     );
   }
 

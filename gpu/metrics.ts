@@ -14,9 +14,16 @@
 // Firing: per-latent counts of tokens with h ≠ 0 accumulated until resetWindow(), and tokens since
 // each latent last fired; a latent is dead once that reaches the window.
 import { createBuffer, readF32, readU32 } from "./buffers.ts";
-import { grid1d, loadShader, pipelineCache } from "./pipelines.ts";
+import { Kernel, requireValues } from "./kernel.ts";
+import { grid1d } from "./pipelines.ts";
 
 const WG = 64;
+const kernel = new Kernel({
+  name: "metrics",
+  struct: "Args",
+  fields: { n_tokens: "u32", d: "u32", width: "u32", n_latents: "u32", dead_window: "u32" },
+  wg: WG,
+});
 const STATS = 8;
 
 export const METRIC_NAMES = [
@@ -38,11 +45,11 @@ export type Activations =
   | { kind: "sparse"; idx: GPUBuffer; val: GPUBuffer; k: number };
 
 function argsBuffer(device: GPUDevice, label: string): GPUBuffer {
-  return device.createBuffer({
+  return kernel.uniformBuffer(
+    device,
+    { n_tokens: 0, d: 0, width: 0, n_latents: 0, dead_window: 0 },
     label,
-    size: 32,
-    usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-  });
+  );
 }
 
 function writeArgs(
@@ -53,24 +60,18 @@ function writeArgs(
   device.queue.writeBuffer(
     buf,
     0,
-    new Uint32Array([
-      a.nTokens,
-      a.d ?? 0,
-      a.width ?? 0,
-      a.nLatents ?? 0,
-      Math.min(a.deadWindow ?? 0, 0xffffffff),
-      0,
-      0,
-      0,
-    ]),
+    kernel.pack({
+      n_tokens: a.nTokens,
+      d: a.d ?? 0,
+      width: a.width ?? 0,
+      n_latents: a.nLatents ?? 0,
+      dead_window: Math.min(a.deadWindow ?? 0, 0xffffffff),
+    }),
   );
 }
 
 function bind(device: GPUDevice, p: GPUComputePipeline, buffers: GPUBuffer[]): GPUBindGroup {
-  return device.createBindGroup({
-    layout: p.getBindGroupLayout(0),
-    entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
-  });
+  return kernel.bindGroup(device, p, buffers);
 }
 
 function checkBinding(device: GPUDevice, what: string, bytes: number): void {
@@ -94,11 +95,9 @@ export class ReconstructionMetrics {
   #pFinal: GPUComputePipeline;
 
   constructor(readonly device: GPUDevice, readonly dIn: number, readonly maxTokens: number) {
-    const code = loadShader("metrics");
-    const cache = pipelineCache(device);
-    this.#pMean = cache.get(code, "col_mean", { WG }, "metrics.col_mean");
-    this.#pRows = cache.get(code, "row_stats", { WG }, "metrics.row_stats");
-    this.#pFinal = cache.get(code, "finalize", { WG }, "metrics.finalize");
+    this.#pMean = kernel.pipeline(device, "col_mean");
+    this.#pRows = kernel.pipeline(device, "row_stats");
+    this.#pFinal = kernel.pipeline(device, "finalize");
     this.#mean = createBuffer(device, dIn * 4, "metrics.mean");
     this.#rows = createBuffer(device, maxTokens * STATS * 4, "metrics.rows");
     this.out = createBuffer(device, STATS * 4, "metrics.out");
@@ -119,6 +118,10 @@ export class ReconstructionMetrics {
     }
     const width = acts.kind === "dense" ? acts.n : acts.k;
     const vals = acts.kind === "dense" ? acts.h : acts.val;
+    const shape = `nTokens=${nTokens} dIn=${this.dIn} width=${width}`;
+    requireValues("metrics", "x", x, nTokens * this.dIn, shape);
+    requireValues("metrics", "xHat", xHat, nTokens * this.dIn, shape);
+    requireValues("metrics", acts.kind === "dense" ? "h" : "val", vals, nTokens * width, shape);
     checkBinding(this.device, "x", nTokens * this.dIn * 4);
     checkBinding(this.device, "activations", nTokens * width * 4);
     writeArgs(this.device, this.#args, { nTokens, d: this.dIn, width });
@@ -177,9 +180,7 @@ export class FiringTracker {
     readonly dSae: number,
     readonly deadWindowTokens: number,
   ) {
-    const code = loadShader("metrics");
-    const cache = pipelineCache(device);
-    const get = (e: string) => cache.get(code, e, { WG }, `metrics.${e}`);
+    const get = (e: string) => kernel.pipeline(device, e);
     this.#p = {
       dense: get("fire_dense"),
       zero: get("fire_zero"),

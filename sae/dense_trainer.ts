@@ -6,13 +6,22 @@
 // gpu_trainer.ts's.
 // x, x̂ and ∂KL/∂x̂ cross to the host once a step, which is where the LM runs on machines without a
 // GPU (ORT's wasm EP).
-import { createBuffer, readF32, readU32, write } from "../gpu/buffers.ts";
+import { createBuffer, readF32, write } from "../gpu/buffers.ts";
+import * as batchTopk from "../gpu/batch_topk.ts";
+import { thetaGrad } from "../gpu/jumprelu.ts";
+import type { Rec } from "../gpu/kernel.ts";
 import { Matmul } from "../gpu/matmul.ts";
+import * as dense from "../gpu/sae_dense.ts";
 import type { GpuContext } from "../gpu/device.ts";
-import { GpuSaeTrainer, type TrainerOptions, type TrainerState } from "./gpu_trainer.ts";
+import {
+  GpuSaeTrainer,
+  type IoBuffers,
+  type TrainerOptions,
+  type TrainerState,
+} from "./gpu_trainer.ts";
 import type { Sae } from "./types.ts";
 
-const K_MAX = 256;
+const K_MAX = dense.DENSE_TOPK_MAX_K;
 
 export interface DenseTrainerOptions extends TrainerOptions {
   /** JumpReLU: bandwidth ε of the straight-through estimator (default 0.001, as the paper). */
@@ -30,20 +39,10 @@ export interface DenseTrainerOptions extends TrainerOptions {
 
 const KINDS = ["relu", "topk", "batchtopk", "jumprelu"];
 
-/** The float whose order-preserving key (shaders/topk.wgsl's key()) is k. */
-function fromKey(k: number): number {
-  const u = (k & 0x80000000) ? (k & 0x7fffffff) : (~k >>> 0);
-  return new Float32Array(Uint32Array.of(u).buffer)[0];
-}
-
-interface Batch {
+interface Batch extends IoBuffers {
   n: number;
-  x: GPUBuffer;
-  xc: GPUBuffer;
   pre: GPUBuffer;
   h: GPUBuffer;
-  xhat: GPUBuffer;
-  dx: GPUBuffer;
   dh: GPUBuffer;
   l0: GPUBuffer;
   /** BatchTopK: selection state (8 u32) and the 256-bin histogram. */
@@ -106,16 +105,13 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
     const buf = (floats: number, label: string) => createBuffer(dev, floats * 4, label);
     this.#batch = {
       n,
-      x: buf(n * d, "dense.x"),
-      xc: buf(n * d, "dense.xc"),
+      ...this.ioBuffers(n, "dense"),
       pre: buf(n * m, "dense.pre"),
       h: buf(n * m, "dense.h"),
-      xhat: buf(n * d, "dense.xhat"),
-      dx: buf(n * d, "dense.dx"),
       dh: buf(n * m, "dense.dh"),
       l0: buf(n, "dense.l0"),
-      select: buf(8, "batchtopk.state"),
-      hist: buf(256, "batchtopk.hist"),
+      select: buf(batchTopk.SELECT_STATE_WORDS, "batchtopk.state"),
+      hist: buf(batchTopk.SELECT_HIST_BINS, "batchtopk.hist"),
       enc: new Matmul(dev, { M: n, N: m, K: d }, true),
       dec: new Matmul(dev, { M: n, N: d, K: m }, true),
       dhMm: new Matmul(dev, { M: n, N: m, K: d, transB: true }),
@@ -135,31 +131,24 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
     this.#batch = null;
   }
 
-  #activation(pass: GPUComputePassEncoder, b: Batch, inference: boolean): void {
+  #activation(rec: Rec, b: Batch, inference: boolean): void {
     const { kind, k } = this.sae.cfg;
     const n = b.n, m = this.dSae, count = n * m;
     if (kind === "topk") {
-      this.runDense(pass, "topk_relu", "act", [b.pre, b.pre, b.h], n, { rows: n, cols: m, k });
+      dense.topkRelu(rec, { pre: b.pre, h: b.h }, { rows: n, cols: m, k: k! });
     } else if (kind === "relu") {
-      this.runDense(pass, "relu", "act", [b.pre, b.pre, b.h], count, { rows: n, cols: m });
+      dense.relu(rec, { pre: b.pre, h: b.h }, { rows: n, cols: m });
     } else if (kind === "jumprelu" || inference) {
-      const cols = kind === "jumprelu" ? m : 1;
-      const words = new Uint32Array([count, 0, cols, 0]).buffer;
-      this.runEntry(
-        pass,
-        "batch_topk",
-        "threshold",
-        [b.pre, this.params.threshold!, b.h],
-        words,
+      const theta = this.params.threshold!;
+      batchTopk.threshold(rec, { pre: b.pre, theta, h: b.h }, {
         count,
-      );
+        cols: kind === "jumprelu" ? m : 1,
+      });
     } else {
-      const words = new Uint32Array([count, k! * n, m, 0]).buffer;
-      for (let round = 0; round < 4; round++) {
-        this.runEntry(pass, "batch_topk", "hist", [b.pre, b.select, b.hist], words, count);
-        this.runEntry(pass, "batch_topk", "pick", [b.select, b.hist], words, "one workgroup");
-      }
-      this.runEntry(pass, "batch_topk", "mask", [b.pre, b.select, b.h], words, count);
+      batchTopk.select(rec, { pre: b.pre, state: b.select, hist: b.hist, h: b.h }, {
+        count,
+        want: k! * n,
+      });
     }
   }
 
@@ -171,17 +160,19 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
     const b = this.#batchFor(n);
     write(this.device, b.x, x);
     const selecting = this.sae.cfg.kind === "batchtopk" && !inference;
-    if (selecting) write(this.device, b.select, new Uint32Array(8));
-    if (selecting) write(this.device, b.hist, new Uint32Array(256));
-    this.pass("sae.forward", (pass) => {
-      this.runDense(pass, "center", "center", [b.x, P.b_dec, b.xc], n * d, { rows: n, cols: d });
-      b.enc.record(pass, b.xc, P.W_enc, b.pre, P.b_enc);
-      this.#activation(pass, b, inference);
-      b.dec.record(pass, b.h, P.W_dec, b.xhat, P.b_dec);
-      this.runDense(pass, "count_active", "l0", [b.h, b.h, b.l0], n, { rows: n, cols: m });
+    if (selecting) batchTopk.clearSelection(this.device, { state: b.select, hist: b.hist });
+    this.pass("sae.forward", (rec) => {
+      dense.center(rec, { x: b.x, bias: P.b_dec, out: b.xc }, { rows: n, cols: d });
+      b.enc.record(rec.pass, b.xc, P.W_enc, b.pre, P.b_enc);
+      this.#activation(rec, b, inference);
+      b.dec.record(rec.pass, b.h, P.W_dec, b.xhat, P.b_dec);
+      dense.countActive(rec, { h: b.h, out: b.l0 }, { rows: n, cols: m });
     });
-    const xhat = await readF32(this.device, b.xhat, n * d);
-    const l0s = await readF32(this.device, b.l0, n);
+    // One wait for both readbacks (each alone waits out the device's poll interval).
+    const [xhat, l0s] = await Promise.all([
+      readF32(this.device, b.xhat, n * d),
+      readF32(this.device, b.l0, n),
+    ]);
     if (selecting) await this.#updateThreshold(b);
     return { xhat, mse: this.mseOf(x, xhat), l0: l0s.reduce((a, v) => a + v, 0) / n };
   }
@@ -193,9 +184,8 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
     // The first batches' selections are far from the trained SAE's: a threshold that starts
     // there is dominated by them on a short run (inference L0 well below k).
     if (start !== undefined && step < start) return;
-    const [T, , , , positives] = await readU32(this.device, b.select, 5);
+    const { minSelected: minAct, positives } = await batchTopk.selection(this.device, b.select);
     if (!positives) return;
-    const minAct = fromKey(T);
     let beta = this.denseOpts.thresholdBeta ?? 0.999;
     if (start !== undefined) beta = Math.min(beta, 1 - 1 / (step - start + 1));
     this.#threshold = this.#threshold < 0 ? minAct : beta * this.#threshold + (1 - beta) * minAct;
@@ -227,68 +217,48 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
     } else {
       write(this.device, b.dx, new Float32Array(n * d));
     }
-    this.pass("sae.backward", (pass) => {
-      this.runDense(pass, "dxhat", "dxhat", [b.xhat, b.x, b.dx], n * d, {
+    this.pass("sae.backward", (rec) => {
+      dense.dxhat(rec, { xhat: b.xhat, x: b.x, g: b.dx }, {
         rows: n,
         cols: d,
         a: o.wMse * 2 / (n * d),
         b: o.gExt ? o.wExt : 0,
       });
-      b.dhMm.record(pass, b.dx, P.W_dec, b.dh);
+      b.dhMm.record(rec.pass, b.dx, P.W_dec, b.dh);
       if (kind === "jumprelu") {
-        const words = new ArrayBuffer(32);
-        new Uint32Array(words, 0, 4).set([n, m, 0, 0]);
-        new Float32Array(words, 16, 4).set([
-          this.denseOpts.jumpBandwidth ?? 1e-3,
-          lambda / n,
-          0,
-          0,
-        ]);
-        this.runEntry(
-          pass,
-          "jumprelu",
-          "theta_grad",
-          [b.pre, b.dh, P.threshold!, G.threshold!],
-          words,
-          m,
-        );
+        thetaGrad(rec, { pre: b.pre, dh: b.dh, theta: P.threshold!, out: G.threshold! }, {
+          rows: n,
+          cols: m,
+          eps: this.denseOpts.jumpBandwidth ?? 1e-3,
+          lamN: lambda / n,
+        });
       }
-      this.runDense(pass, "row_norms", "norms", [P.W_dec, P.W_dec, S.norms], m, {
-        rows: m,
-        cols: d,
-      });
+      dense.rowNorms(rec, { m: P.W_dec, out: S.norms }, { rows: m, cols: d });
       // With the L1 penalty λ·Σ h_j‖W_dec,j‖ (relu), ∂/∂h_j gains λ‖W_dec,j‖.
-      this.runDense(pass, "mask_grad", "mask", [b.h, S.norms, b.dh], n * m, {
-        rows: n,
-        cols: m,
-        a: l1 / n,
-      });
-      b.gEnc.record(pass, b.xc, b.dh, G.W_enc);
-      this.runDense(pass, "col_sum", "benc", [b.dh, b.dh, G.b_enc], m, { rows: n, cols: m });
-      b.gDec.record(pass, b.h, b.dx, G.W_dec);
-      this.runDense(pass, "col_sum", "dxsum", [b.dx, b.dx, G.b_dec], d, { rows: n, cols: d });
-      this.runDense(pass, "bdec_grad", "bdec", [P.W_enc, G.b_enc, G.b_dec], d, {
-        rows: d,
-        cols: m,
-      });
+      dense.maskGrad(rec, { h: b.h, norms: S.norms, dh: b.dh }, { rows: n, cols: m, a: l1 / n });
+      b.gEnc.record(rec.pass, b.xc, b.dh, G.W_enc);
+      dense.colSum(rec, { m: b.dh, out: G.b_enc }, { rows: n, cols: m });
+      b.gDec.record(rec.pass, b.h, b.dx, G.W_dec);
+      dense.colSum(rec, { m: b.dx, out: G.b_dec }, { rows: n, cols: d });
+      dense.bdecGrad(rec, { W_enc: P.W_enc, dbEnc: G.b_enc, out: G.b_dec }, { rows: d, cols: m });
     });
     if (l1 > 0) {
       // ∂/∂W_dec,j of λ·(Σ_t h_tj)·‖W_dec,j‖/n: needs Σ_t h and the norms side by side.
-      this.pass("sae.l1", (pass) => {
-        this.runDense(pass, "col_sum", "hsum", [b.h, b.h, S.hsum], m, { rows: n, cols: m });
+      this.pass("sae.l1", (rec) => {
+        dense.colSum(rec, { m: b.h, out: S.hsum }, { rows: n, cols: m });
       });
       const enc = this.device.createCommandEncoder();
       enc.copyBufferToBuffer(S.norms, 0, S.hsum, m * 4, m * 4);
       this.device.queue.submit([enc.finish()]);
-      this.pass("sae.l1dec", (pass) => {
-        this.runDense(pass, "l1_dec", "l1dec", [P.W_dec, S.hsum, G.W_dec], m * d, {
+      this.pass("sae.l1dec", (rec) => {
+        dense.l1Dec(rec, { W_dec: P.W_dec, hsumNorms: S.hsum, gW: G.W_dec }, {
           rows: m,
           cols: d,
           a: l1 / n,
         });
       });
     }
-    this.pass("sae.firing", (pass) => {
+    this.pass("sae.firing", ({ pass }) => {
       this.firing.record(pass, n, { kind: "dense", h: b.h, n: m });
       this.firing.recordDeadCount(pass);
     });

@@ -1,13 +1,13 @@
 // What every GPU SAE trainer shares: the parameters and their gradients on the device, the
 // optimizer step (decoder constraint, global-norm clipping, AdamW), firing statistics, checkpoint
-// state, and the element-wise kernels of shaders/sae_dense.wgsl. Subclasses own the forward and the
-// gradient kernels (dense_trainer.ts for ReLU, topk_trainer.ts for sparse TopK).
+// state. Subclasses own the forward and the gradient kernels (dense_trainer.ts for the dense kinds,
+// topk_trainer.ts for sparse TopK), recorded through the wrappers in gpu/.
 import { createBuffer, readF32, write } from "../gpu/buffers.ts";
-import { GradClipper } from "../gpu/clip.ts";
+import { GradClipper } from "../gpu/grad_norm.ts";
 import { AdamW } from "../gpu/adamw.ts";
 import { DecoderNorm } from "../gpu/decoder_norm.ts";
 import { FiringTracker } from "../gpu/metrics.ts";
-import { dispatch, grid1d, loadShader, pipelineCache } from "../gpu/pipelines.ts";
+import { type Rec, submitPass, UniformArena } from "../gpu/kernel.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import type { OwnedTrainer } from "./trainer.ts";
 import {
@@ -19,21 +19,6 @@ import {
 } from "./params.ts";
 import type { Sae } from "./types.ts";
 
-const WG = 64;
-
-/** Entry points of shaders/sae_dense.wgsl. */
-export type DenseEntry =
-  | "center"
-  | "topk_relu"
-  | "relu"
-  | "dxhat"
-  | "mask_grad"
-  | "col_sum"
-  | "bdec_grad"
-  | "row_norms"
-  | "l1_dec"
-  | "count_active";
-
 export interface TrainerOptions {
   weightDecay: number;
   gradClip: number;
@@ -43,6 +28,14 @@ export interface TrainerOptions {
 }
 
 export type TrainerState = Map<string, { data: Float32Array; shape: number[] }>;
+
+/** x, x − b_dec, x̂ and ∂L/∂x̂ of one batch ([n, d_in] each): what every trainer's step keeps. */
+export interface IoBuffers {
+  x: GPUBuffer;
+  xc: GPUBuffer;
+  xhat: GPUBuffer;
+  dx: GPUBuffer;
+}
 
 export abstract class GpuSaeTrainer implements OwnedTrainer {
   readonly dIn: number;
@@ -58,9 +51,8 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
   #adam: AdamW;
   #clip: GradClipper;
   #decNorm: DecoderNorm | null;
-  #pipelines = new Map<DenseEntry, GPUComputePipeline>();
-  #uniforms = new Map<string, GPUBuffer>();
-  #layout: GPUPipelineLayout | null = null;
+  /** Uniforms of the kernels recorded by pass(). */
+  protected readonly uniforms: UniformArena;
 
   constructor(readonly gpu: GpuContext, readonly sae: Sae, readonly opts: TrainerOptions) {
     const { cfg } = sae;
@@ -69,6 +61,7 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
     this.dSae = cfg.dSae;
     const d = cfg.dIn, n = cfg.dSae;
     this.params = uploadSae(this.device, sae);
+    this.uniforms = new UniformArena(this.device, "sae.uniforms");
     this.grads = {
       W_enc: createBuffer(this.device, d * n * 4, "grad.W_enc"),
       b_enc: createBuffer(this.device, n * 4, "grad.b_enc"),
@@ -137,13 +130,14 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
   /** Frees the per-batch-size buffers. */
   protected abstract freeBatch(): void;
 
-  protected pass(label: string, record: (pass: GPUComputePassEncoder) => void): void {
+  /** One compute pass in its own submit; `before` records into the encoder ahead of it. */
+  protected pass(
+    label: string,
+    record: (rec: Rec) => void,
+    before?: (enc: GPUCommandEncoder) => void,
+  ): void {
     this.gpu.assertAlive();
-    const enc = this.device.createCommandEncoder({ label });
-    const pass = enc.beginComputePass({ label });
-    record(pass);
-    pass.end();
-    this.device.queue.submit([enc.finish()]);
+    submitPass(this.device, this.uniforms, label, record, before);
   }
 
   /**
@@ -156,105 +150,15 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
     this.#clip.clip(this.opts.gradClip, false);
     this.#adam.step(lr, this.#clip.result);
     if (dn) dn.run((pass) => dn.recordNormalize(pass));
-    const { norm } = await this.#clip.read();
-    const dead = await this.firing.readDead();
+    // One wait for both readbacks (each alone waits out the device's poll interval).
+    const [{ norm }, dead] = await Promise.all([this.#clip.read(), this.firing.readDead()]);
     return { gradNorm: norm, dead };
   }
 
-  // One explicit layout for every sae_dense entry: with "auto", entries that leave in1 unread
-  // would get a smaller layout and the shared bind-group shape would not fit them.
-  #densePipeline(e: DenseEntry): GPUComputePipeline {
-    let p = this.#pipelines.get(e);
-    if (!p) {
-      const ro = { type: "read-only-storage" } as const;
-      this.#layout ??= this.device.createPipelineLayout({
-        bindGroupLayouts: [this.device.createBindGroupLayout({
-          entries: [
-            { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: ro },
-            { binding: 1, visibility: GPUShaderStage.COMPUTE, buffer: ro },
-            { binding: 2, visibility: GPUShaderStage.COMPUTE, buffer: { type: "storage" } },
-            { binding: 3, visibility: GPUShaderStage.COMPUTE, buffer: { type: "uniform" } },
-          ],
-        })],
-      });
-      p = this.device.createComputePipeline({
-        label: `sae_dense.${e}`,
-        layout: this.#layout,
-        compute: {
-          module: this.device.createShaderModule({ code: loadShader("sae_dense") }),
-          entryPoint: e,
-          constants: { WG },
-        },
-      });
-      this.#pipelines.set(e, p);
-    }
-    return p;
-  }
-
-  /** A uniform per call site, so several dispatches in one pass keep their own scalars. */
-  protected uniform(site: string, words: ArrayBuffer): GPUBuffer {
-    let u = this.#uniforms.get(site);
-    if (!u) {
-      u = this.device.createBuffer({
-        label: `uniform.${site}`,
-        size: 32,
-        usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-      });
-      this.#uniforms.set(site, u);
-    }
-    this.device.queue.writeBuffer(u, 0, words);
-    return u;
-  }
-
-  /** Records one sae_dense entry over `threads` invocations. */
-  protected runDense(
-    pass: GPUComputePassEncoder,
-    e: DenseEntry,
-    site: string,
-    bufs: [GPUBuffer, GPUBuffer, GPUBuffer],
-    threads: number,
-    dims: { rows: number; cols: number; k?: number; a?: number; b?: number },
-  ): void {
-    const p = this.#densePipeline(e);
-    const words = new ArrayBuffer(32);
-    new Uint32Array(words, 0, 4).set([dims.rows, dims.cols, dims.k ?? 0, 0]);
-    new Float32Array(words, 16, 4).set([dims.a ?? 0, dims.b ?? 0, 0, 0]);
-    const u = this.uniform(site, words);
-    pass.setPipeline(p);
-    pass.setBindGroup(
-      0,
-      this.device.createBindGroup({
-        layout: p.getBindGroupLayout(0),
-        entries: [...bufs, u].map((buffer, binding) => ({ binding, resource: { buffer } })),
-      }),
-    );
-    const [x, y] = grid1d(Math.ceil(threads / WG));
-    pass.dispatchWorkgroups(x, y);
-  }
-
-  /**
-   * Records entry `e` of shaders/<shader>.wgsl: `bufs` bound in order, then a uniform holding
-   * `words` (one per site, so dispatches sharing a pass keep their own values), over `threads`
-   * invocations — or one workgroup for entries that scan with a single one.
-   */
-  protected runEntry(
-    pass: GPUComputePassEncoder,
-    shader: string,
-    e: string,
-    bufs: GPUBuffer[],
-    words: ArrayBuffer,
-    threads: number | "one workgroup",
-    site = `${shader}.${e}`,
-  ): void {
-    const one = threads === "one workgroup";
-    const p = pipelineCache(this.device).get(
-      loadShader(shader),
-      e,
-      one ? {} : { WG },
-      `${shader}.${e}`,
-    );
-    const u = this.uniform(site, words);
-    dispatch(this.device, pass, p, [...bufs, u], one ? [1, 1] : grid1d(Math.ceil(threads / WG)));
+  /** The IoBuffers of an n-token batch, labelled `${prefix}.x` etc. */
+  protected ioBuffers(n: number, prefix: string): IoBuffers {
+    const make = (name: string) => createBuffer(this.device, n * this.dIn * 4, `${prefix}.${name}`);
+    return { x: make("x"), xc: make("xc"), xhat: make("xhat"), dx: make("dx") };
   }
 
   /** Host-side MSE (mean over elements) of the batch just reconstructed. */
@@ -312,6 +216,7 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
     this.#adam.destroy();
     this.#clip.destroy();
     this.firing.destroy();
-    for (const b of [...Object.values(this.grads), ...this.#uniforms.values()]) b.destroy();
+    for (const b of Object.values(this.grads)) b.destroy();
+    this.uniforms.destroy();
   }
 }

@@ -7,23 +7,15 @@
 // latents, ê = Σ relu(pre_j)·W_dec,j, and coef·‖ê − e‖² / Σ‖e − ē‖² joins the loss, so dead
 // latents get gradient toward what the live ones miss.
 import { createBuffer, readF32, readU32, write } from "../gpu/buffers.ts";
+import type { Rec } from "../gpu/kernel.ts";
 import { Matmul } from "../gpu/matmul.ts";
+import { bdecGrad, center, colSum, dxhat } from "../gpu/sae_dense.ts";
+import * as sparse from "../gpu/sae_sparse.ts";
 import { TopK, TOPK_MAX_K } from "../gpu/topk.ts";
 import { ReconstructionMetrics } from "../gpu/metrics.ts";
 import type { GpuContext } from "../gpu/device.ts";
-import { GpuSaeTrainer, type TrainerOptions } from "./gpu_trainer.ts";
+import { GpuSaeTrainer, type IoBuffers, type TrainerOptions } from "./gpu_trainer.ts";
 import type { Sae } from "./types.ts";
-
-type SparseEntry =
-  | "decode"
-  | "dval"
-  | "count"
-  | "scan"
-  | "scatter"
-  | "sort"
-  | "grad_w"
-  | "grad_b"
-  | "mask_dead";
 
 export interface TopKTrainerOptions extends TrainerOptions {
   /** Latents in the auxk reconstruction (default d_in / 2, at most 256; 0 turns auxk off). */
@@ -62,17 +54,13 @@ interface Chunk {
   auxTopk: TopK;
 }
 
-interface Batch {
+interface Batch extends IoBuffers {
   n: number;
-  x: GPUBuffer;
-  xc: GPUBuffer;
   /** Pre-activations of one chunk of rows. */
   pre: GPUBuffer;
   idx: GPUBuffer;
   val: GPUBuffer;
   dval: GPUBuffer;
-  xhat: GPUBuffer;
-  dx: GPUBuffer;
   list: GPUBuffer;
   chunks: Chunk[];
   /** Staging for one chunk's rows of x − b_dec and its selection (chunked batches only). */
@@ -151,14 +139,11 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     }
     this.#batch = {
       n,
-      x: buf(n * d, "topk.x"),
-      xc: buf(n * d, "topk.xc"),
+      ...this.ioBuffers(n, "topk"),
       pre: buf(c * m, "topk.pre"),
       idx: buf(n * k, "topk.idx"),
       val: buf(n * k, "topk.val"),
       dval: buf(n * k, "topk.dval"),
-      xhat: buf(n * d, "topk.xhat"),
-      dx: buf(n * d, "topk.dx"),
       list: buf(n * k, "topk.list"),
       chunks,
       staging: chunks.length > 1
@@ -214,35 +199,6 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     this.#batch = null;
   }
 
-  #sparse(
-    pass: GPUComputePassEncoder,
-    e: SparseEntry,
-    bufs: GPUBuffer[],
-    threads: number,
-    n: number,
-    o: { k?: number; transposed?: boolean; accumulate?: boolean; site?: string } = {},
-  ): void {
-    const words = new Uint32Array([
-      n,
-      this.dIn,
-      this.dSae,
-      o.k ?? this.k,
-      o.transposed ? 1 : 0,
-      o.accumulate ? 1 : 0,
-      Math.min(this.firing.deadWindowTokens, 0xffffffff),
-      0,
-    ]);
-    this.runEntry(
-      pass,
-      "sae_sparse",
-      e,
-      bufs,
-      words.buffer,
-      e === "scan" ? "one workgroup" : threads,
-      `sparse.${e}.${o.site ?? ""}${o.transposed ? ".t" : ""}`,
-    );
-  }
-
   async forward(x: Float32Array, n: number, inference = false) {
     const d = this.dIn;
     if (x.length !== n * d) {
@@ -251,13 +207,14 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     const b = this.#batchFor(n);
     write(this.device, b.x, x);
     this.#encodeForward(b, n, inference);
-    const xhat = await readF32(this.device, b.xhat, n * d);
+    // Each readback waits out the device's poll interval (~11 ms on llvmpipe): read together.
+    const [xhat, l0] = await Promise.all([readF32(this.device, b.xhat, n * d), this.#l0(b, n)]);
     if (b.auxOn) {
       // The auxk residual x − x̂ is formed on the host in the backward.
       b.hostX = x.slice();
       b.hostXhat = xhat;
     }
-    return { xhat, mse: this.mseOf(x, xhat), l0: await this.#l0(b, n) };
+    return { xhat, mse: this.mseOf(x, xhat), l0 };
   }
 
   /**
@@ -276,8 +233,10 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     this.device.queue.submit([copy.finish()]);
     this.#encodeForward(b, n, inference);
     if (b.auxOn) {
-      b.hostX = await readF32(this.device, b.x, n * d);
-      b.hostXhat = await readF32(this.device, b.xhat, n * d);
+      [b.hostX, b.hostXhat] = await Promise.all([
+        readF32(this.device, b.x, n * d),
+        readF32(this.device, b.xhat, n * d),
+      ]);
     }
     this.#metrics ??= new ReconstructionMetrics(this.device, d, n);
     if (this.#metrics.maxTokens < n) {
@@ -308,37 +267,48 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     const k = this.k, ka = this.auxK, m = this.dSae, S = b.staging;
     this.gpu.assertAlive();
     const enc = this.device.createCommandEncoder({ label: "sae.forward" });
-    let pass = enc.beginComputePass({ label: "sae.forward" });
-    this.runDense(pass, "center", "center", [b.x, P.b_dec, b.xc], n * d, { rows: n, cols: d });
+    const rec: Rec = {
+      device: this.device,
+      pass: enc.beginComputePass({ label: "sae.forward" }),
+      uniforms: this.uniforms,
+    };
+    center(rec, { x: b.x, bias: P.b_dec, out: b.xc }, { rows: n, cols: d });
     for (const c of b.chunks) {
       if (S) {
-        pass.end();
+        rec.pass.end();
         enc.copyBufferToBuffer(b.xc, c.r0 * d * 4, S.xc, 0, c.rows * d * 4);
-        pass = enc.beginComputePass({ label: "sae.forward.chunk" });
+        rec.pass = enc.beginComputePass({ label: "sae.forward.chunk" });
       }
-      c.enc.record(pass, S ? S.xc : b.xc, P.W_enc, b.pre, P.b_enc);
-      c.topk.record(pass, b.pre, S ? S.idx : b.idx, S ? S.val : b.val);
+      c.enc.record(rec.pass, S ? S.xc : b.xc, P.W_enc, b.pre, P.b_enc);
+      c.topk.record(rec.pass, b.pre, S ? S.idx : b.idx, S ? S.val : b.val);
       if (a) {
-        const since = this.firing.tokensSinceFired;
-        this.#sparse(pass, "mask_dead", [b.pre, since, a.pre], c.rows * m, c.rows, {
-          site: `rows${c.rows}`,
+        sparse.maskDead(rec, { pre: b.pre, since: this.firing.tokensSinceFired, out: a.pre }, {
+          n: c.rows,
+          m,
+          window: Math.min(this.firing.deadWindowTokens, 0xffffffff),
         });
-        c.auxTopk.record(pass, a.pre, a.idxC ?? a.idx, a.valC ?? a.val);
+        c.auxTopk.record(rec.pass, a.pre, a.idxC ?? a.idx, a.valC ?? a.val);
       }
       if (S) {
-        pass.end();
+        rec.pass.end();
         enc.copyBufferToBuffer(S.idx, 0, b.idx, c.r0 * k * 4, c.rows * k * 4);
         enc.copyBufferToBuffer(S.val, 0, b.val, c.r0 * k * 4, c.rows * k * 4);
         if (a) {
           enc.copyBufferToBuffer(a.idxC!, 0, a.idx, c.r0 * ka * 4, c.rows * ka * 4);
           enc.copyBufferToBuffer(a.valC!, 0, a.val, c.r0 * ka * 4, c.rows * ka * 4);
         }
-        pass = enc.beginComputePass({ label: "sae.forward.decode" });
+        rec.pass = enc.beginComputePass({ label: "sae.forward.decode" });
       }
     }
-    this.#sparse(pass, "decode", [b.idx, b.val, P.W_dec, P.b_dec, b.xhat], n * d, n);
-    pass.end();
+    sparse.decode(rec, { idx: b.idx, val: b.val, W_dec: P.W_dec, b: P.b_dec, out: b.xhat }, {
+      n,
+      d,
+      m,
+      k,
+    });
+    rec.pass.end();
     this.device.queue.submit([enc.finish()]);
+    this.uniforms.reset();
   }
 
   async backward(o: { wMse: number; gExt: Float32Array | GPUBuffer | null; wExt: number }) {
@@ -359,47 +329,40 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
       }
       write(this.device, b.dx, o.gExt ?? new Float32Array(n * d));
     }
-    this.#encode("sae.backward", (pass) => {
-      this.runDense(pass, "dxhat", "dxhat", [b.xhat, b.x, b.dx], n * d, {
+    this.#encode("sae.backward", (rec) => {
+      dxhat(rec, { xhat: b.xhat, x: b.x, g: b.dx }, {
         rows: n,
         cols: d,
         a: o.wMse * 2 / (n * d),
         b: o.gExt ? o.wExt : 0,
       });
-      this.#sparse(pass, "dval", [b.idx, b.val, b.dx, P.W_dec, b.dval], n * k, n);
-      this.#sparseGrads(pass, n, k, b.idx, b.val, b.dval, b.list, b.dx, b.xc, false);
+      const dims = { n, d, m, k };
+      sparse.dval(rec, { idx: b.idx, val: b.val, dx: b.dx, W_dec: P.W_dec, out: b.dval }, dims);
+      this.#sparseGrads(rec, dims, b.idx, b.val, b.dval, b.list, b.dx, b.xc, false);
     });
     const aux = b.auxOn ? await this.#auxk(b) : 0;
-    this.pass("sae.bdec", (pass) => {
+    this.pass("sae.bdec", (rec) => {
       // b_dec enters both the decoder output and the encoder input (∂b_enc includes auxk here).
-      this.runDense(pass, "col_sum", "dxsum", [b.dx, b.dx, G.b_dec], d, { rows: n, cols: d });
-      this.runDense(pass, "bdec_grad", "bdec", [P.W_enc, G.b_enc, G.b_dec], d, {
-        rows: d,
-        cols: m,
-      });
-      this.firing.record(pass, n, { kind: "sparse", idx: b.idx, val: b.val, k });
-      this.firing.recordDeadCount(pass);
+      colSum(rec, { m: b.dx, out: G.b_dec }, { rows: n, cols: d });
+      bdecGrad(rec, { W_enc: P.W_enc, dbEnc: G.b_enc, out: G.b_dec }, { rows: d, cols: m });
+      this.firing.record(rec.pass, n, { kind: "sparse", idx: b.idx, val: b.val, k });
+      this.firing.recordDeadCount(rec.pass);
     });
     return { aux };
   }
 
   /** A pass after clearing the latent index's counters. */
-  #encode(label: string, record: (pass: GPUComputePassEncoder) => void): void {
-    this.gpu.assertAlive();
-    const enc = this.device.createCommandEncoder({ label });
-    enc.clearBuffer(this.#index.count);
-    enc.clearBuffer(this.#index.cursor);
-    const pass = enc.beginComputePass({ label });
-    record(pass);
-    pass.end();
-    this.device.queue.submit([enc.finish()]);
+  #encode(label: string, record: (rec: Rec) => void): void {
+    this.pass(label, record, (enc) => {
+      enc.clearBuffer(this.#index.count);
+      enc.clearBuffer(this.#index.cursor);
+    });
   }
 
-  /** Builds the latent → entries index of (idx, val) [n, kk] and writes or adds the gradients. */
+  /** Builds the latent → entries index of (idx, val) [n, k] and writes or adds the gradients. */
   #sparseGrads(
-    pass: GPUComputePassEncoder,
-    n: number,
-    kk: number,
+    rec: Rec,
+    dims: sparse.SparseDims,
     idx: GPUBuffer,
     val: GPUBuffer,
     dval: GPUBuffer,
@@ -408,33 +371,38 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     xc: GPUBuffer,
     accumulate: boolean,
   ): void {
-    const I = this.#index, G = this.grads, m = this.dSae, d = this.dIn;
-    const o = { k: kk, accumulate, site: accumulate ? "aux" : "main" };
-    this.#sparse(pass, "count", [idx, val, I.count], n * kk, n, o);
-    this.#sparse(pass, "scan", [I.count, I.offs], 1, n, o);
-    this.#sparse(pass, "scatter", [idx, val, I.offs, I.cursor, list], n * kk, n, o);
-    this.#sparse(pass, "sort", [I.offs, list], m, n, o);
-    this.#sparse(pass, "grad_w", [I.offs, list, val, dx, G.W_dec], m * d, n, o);
-    this.#sparse(pass, "grad_w", [I.offs, list, dval, xc, G.W_enc], m * d, n, {
-      ...o,
-      transposed: true,
-    });
-    this.#sparse(pass, "grad_b", [I.offs, list, dval, G.b_enc], m, n, o);
+    const I = this.#index, G = this.grads;
+    sparse.sparseGrads(
+      rec,
+      {
+        idx,
+        val,
+        dval,
+        dx,
+        xc,
+        index: { count: I.count, offs: I.offs, cursor: I.cursor, list },
+        gW_dec: G.W_dec,
+        gW_enc: G.W_enc,
+        gb_enc: G.b_enc,
+      },
+      dims,
+      accumulate,
+    );
   }
 
   /** Adds the auxk gradients; returns coef · the normalised auxk loss. */
   async #auxk(b: Batch): Promise<number> {
     const n = b.n, d = this.dIn, ka = this.auxK, P = this.params;
     const a = this.#auxFor(b);
-    this.pass("sae.auxk.decode", (pass) => {
-      this.#sparse(
-        pass,
-        "decode",
-        [a.idx, a.val, P.W_dec, this.#index.zeroBias, a.ehat],
-        n * d,
-        n,
-        { k: ka, site: "aux" },
-      );
+    const dims = { n, d, m: this.dSae, k: ka };
+    this.pass("sae.auxk.decode", (rec) => {
+      sparse.decode(rec, {
+        idx: a.idx,
+        val: a.val,
+        W_dec: P.W_dec,
+        b: this.#index.zeroBias,
+        out: a.ehat,
+      }, dims);
     });
     const ehat = await readF32(this.device, a.ehat, n * d);
     const e = new Float64Array(n * d), mean = new Float64Array(d);
@@ -450,12 +418,9 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     if (!(total > 0)) return 0;
     const scale = 2 * this.auxCoef / total;
     write(this.device, a.de, Float32Array.from(ehat, (v, q) => scale * (v - e[q])));
-    this.#encode("sae.auxk.backward", (pass) => {
-      this.#sparse(pass, "dval", [a.idx, a.val, a.de, P.W_dec, a.dval], n * ka, n, {
-        k: ka,
-        site: "aux",
-      });
-      this.#sparseGrads(pass, n, ka, a.idx, a.val, a.dval, a.list, a.de, b.xc, true);
+    this.#encode("sae.auxk.backward", (rec) => {
+      sparse.dval(rec, { idx: a.idx, val: a.val, dx: a.de, W_dec: P.W_dec, out: a.dval }, dims);
+      this.#sparseGrads(rec, dims, a.idx, a.val, a.dval, a.list, a.de, b.xc, true);
     });
     return this.auxCoef * se / total;
   }

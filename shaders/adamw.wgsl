@@ -4,24 +4,7 @@
 // g is the stored gradient times gscale[0] (the clip factor, or 1). The step-dependent scalars come
 // in a uniform written each step, so the LR schedule never recompiles the pipeline.
 
-struct Hyper {
-  beta1: f32,
-  beta2: f32,
-  // 1 − β, rounded from float64: 1 − f32(0.999) is off by 5e-5 relative.
-  one_minus_beta1: f32,
-  one_minus_beta2: f32,
-  eps: f32,
-  // 1 − lr·wd for decayed parameters, 1 otherwise.
-  decay_factor: f32,
-  // lr / bc1
-  step_size: f32,
-  // 1 / √bc2
-  inv_sqrt_bc2: f32,
-  count: u32,
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
-}
+// Hyper is declared in gpu/adamw.ts.
 
 @group(0) @binding(0) var<storage, read_write> param: array<f32>;
 @group(0) @binding(1) var<storage, read> grad: array<f32>;

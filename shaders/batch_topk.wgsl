@@ -6,7 +6,7 @@
 // positive value is kept; T is then the key of the smallest one, whose value the host reads for
 // the running inference threshold.
 
-struct Args { count: u32, want: u32, cols: u32, _p: u32 }
+// Args (count, want, cols) is declared in gpu/batch_topk.ts.
 
 override WG: u32 = 64u;
 

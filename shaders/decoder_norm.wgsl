@@ -4,12 +4,7 @@
 // Dividing by ‖w_i‖² rather than assuming unit rows keeps the projection exact when rows drift
 // between renormalisations. A zero row is left as it is in both (no direction to project on).
 
-struct Args {
-  rows: u32,
-  d: u32,
-  _pad0: u32,
-  _pad1: u32,
-}
+// Args (rows, d) is declared in gpu/decoder_norm.ts.
 
 override WG: u32 = 64u;
 

@@ -5,21 +5,9 @@
 //   scale:    g ← g · out[0], in place
 // The result stays on the GPU; AdamW can read out[0] directly instead of running `scale`.
 
-struct PartialArgs {
-  count: u32,
-  // Index in `partials` of this chunk's first workgroup.
-  base: u32,
-  _pad0: u32,
-  _pad1: u32,
-}
-
-struct FinalArgs {
-  total: u32,
-  // max_norm ≤ 0 means "measure only" (scale 1).
-  max_norm: f32,
-  _pad0: u32,
-  _pad1: u32,
-}
+// Args (count, base, max_norm; declared in gpu/grad_norm.ts): partial and scale read count (values
+// in the chunk) and base (index in `partials` of the chunk's first workgroup); finalize reads count
+// (partials in all) and max_norm (≤ 0 means "measure only": scale 1).
 
 override WG: u32 = 256u;
 
@@ -38,7 +26,7 @@ fn tree_sum(lid: u32) -> f32 {
 
 @group(0) @binding(0) var<storage, read> grad: array<f32>;
 @group(0) @binding(1) var<storage, read_write> partials: array<f32>;
-@group(0) @binding(2) var<uniform> pa: PartialArgs;
+@group(0) @binding(2) var<uniform> pa: Args;
 
 @compute @workgroup_size(WG)
 fn partial(
@@ -61,12 +49,12 @@ fn partial(
 
 @group(0) @binding(0) var<storage, read> parts: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<uniform> fa: FinalArgs;
+@group(0) @binding(2) var<uniform> fa: Args;
 
 @compute @workgroup_size(WG)
 fn finalize(@builtin(local_invocation_index) lid: u32) {
   var s = 0.0;
-  for (var i = lid; i < fa.total; i = i + WG) {
+  for (var i = lid; i < fa.count; i = i + WG) {
     s = s + parts[i];
   }
   acc[lid] = s;
@@ -84,7 +72,7 @@ fn finalize(@builtin(local_invocation_index) lid: u32) {
 
 @group(0) @binding(0) var<storage, read_write> g_inout: array<f32>;
 @group(0) @binding(1) var<storage, read> factor: array<f32>;
-@group(0) @binding(2) var<uniform> sa: PartialArgs;
+@group(0) @binding(2) var<uniform> sa: Args;
 
 @compute @workgroup_size(WG)
 fn scale(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

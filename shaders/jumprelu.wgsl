@@ -3,8 +3,7 @@
 // λ·(1/N)·Σ_t Σ_j H(pre_tj − θ_j):
 //   ∂L/∂θ_j = Σ_t −(1/ε)·K((pre_tj − θ_j)/ε)·(θ_j·∂L/∂h_tj + λ/N)
 // (the gradient to pre passes where pre > θ, as for ReLU, and is applied by mask_grad).
-
-struct Args { rows: u32, cols: u32, _p0: u32, _p1: u32, eps: f32, lam_n: f32, _p2: f32, _p3: f32 }
+// Args (rows, cols, eps, lam_n) is declared in gpu/jumprelu.ts.
 
 @group(0) @binding(0) var<storage, read> pre: array<f32>;
 @group(0) @binding(1) var<storage, read> dh: array<f32>;
@@ -15,8 +14,8 @@ struct Args { rows: u32, cols: u32, _p0: u32, _p1: u32, eps: f32, lam_n: f32, _p
 override WG: u32 = 64u;
 
 @compute @workgroup_size(WG)
-fn theta_grad(@builtin(global_invocation_id) gid: vec3u) {
-  let j = gid.x;
+fn theta_grad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let j = gid.x + gid.y * nwg.x * WG;
   if (j >= a.cols) { return; }
   let th = theta[j];
   var s = 0.0;

@@ -10,7 +10,7 @@ override WG_Y: u32 = 8u;
 const TM: u32 = 4u;
 const TN: u32 = 4u;
 
-struct Dims { M: u32, N: u32, K: u32, _pad: u32 }
+// Dims (M, N, K) is declared in gpu/matmul.ts.
 
 @group(0) @binding(0) var<storage, read> A: array<f32>;
 @group(0) @binding(1) var<storage, read> B: array<f32>;

@@ -7,18 +7,8 @@
 //   fire_zero, fire_sparse, fire_update: the same from (idx, val) [N,k] via atomicAdd
 //   dead_count:  number of latents whose tokens-since-fired reached the window
 
-struct Args {
-  n_tokens: u32,
-  d: u32,
-  // Activation values per token: n (dense) or k (sparse).
-  width: u32,
-  // Latents (firing kernels).
-  n_latents: u32,
-  dead_window: u32,
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
-}
+// Args (n_tokens, d, width: activation values per token, n (dense) or k (sparse); n_latents;
+// dead_window) is declared in gpu/metrics.ts.
 
 const STATS: u32 = 8u;
 

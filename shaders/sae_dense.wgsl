@@ -1,7 +1,6 @@
 // Element-wise and reduction kernels of the dense SAE step (the matmuls are shaders/matmul.wgsl).
-// Shapes come in P: rows × cols is the matrix an entry walks; a, b, c are scalars of the entry.
-
-struct P { rows: u32, cols: u32, k: u32, _pad: u32, a: f32, b: f32, c: f32, _pad2: f32 }
+// Shapes come in P (declared in gpu/sae_dense.ts): rows × cols is the matrix an entry walks; a, b
+// are scalars of the entry.
 
 @group(0) @binding(0) var<storage, read> in0: array<f32>;
 @group(0) @binding(1) var<storage, read> in1: array<f32>;
@@ -11,16 +10,18 @@ struct P { rows: u32, cols: u32, k: u32, _pad: u32, a: f32, b: f32, c: f32, _pad
 override WG: u32 = 64u;
 const K_MAX: u32 = 256u;
 
+fn flat(g: vec3u, nwg: vec3u) -> u32 { return g.x + g.y * nwg.x * WG; }
+
 // out[t, i] = in0[t, i] − in1[i]   (x − b_dec)
-@compute @workgroup_size(WG) fn center(@builtin(global_invocation_id) g: vec3u) {
-  let e = g.x + g.y * 65535u * WG;
+@compute @workgroup_size(WG) fn center(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let e = flat(g, nwg);
   if (e >= p.rows * p.cols) { return; }
   out[e] = in0[e] - in1[e % p.cols];
 }
 
 // Per row of pre (in0): keep the k largest values (ties to the lower index), then ReLU; others 0.
-@compute @workgroup_size(WG) fn topk_relu(@builtin(global_invocation_id) g: vec3u) {
-  let t = g.x + g.y * 65535u * WG;
+@compute @workgroup_size(WG) fn topk_relu(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let t = flat(g, nwg);
   if (t >= p.rows) { return; }
   let base = t * p.cols;
   var vals: array<f32, K_MAX>;
@@ -44,29 +45,29 @@ const K_MAX: u32 = 256u;
   for (var i = 0u; i < have; i++) { out[base + idx[i]] = max(vals[i], 0.0); }
 }
 
-@compute @workgroup_size(WG) fn relu(@builtin(global_invocation_id) g: vec3u) {
-  let e = g.x + g.y * 65535u * WG;
+@compute @workgroup_size(WG) fn relu(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let e = flat(g, nwg);
   if (e >= p.rows * p.cols) { return; }
   out[e] = max(in0[e], 0.0);
 }
 
 // dx̂ = a·(x̂ − x) + b·g   with a = wMse·2/(N·d): in0 = x̂, in1 = x, out holds g on entry.
-@compute @workgroup_size(WG) fn dxhat(@builtin(global_invocation_id) g: vec3u) {
-  let e = g.x + g.y * 65535u * WG;
+@compute @workgroup_size(WG) fn dxhat(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let e = flat(g, nwg);
   if (e >= p.rows * p.cols) { return; }
   out[e] = p.a * (in0[e] - in1[e]) + p.b * out[e];
 }
 
 // dpre = (dh + a·norm[j]) · [h > 0]: in0 = h, in1 = decoder row norms; out holds dh on entry.
-@compute @workgroup_size(WG) fn mask_grad(@builtin(global_invocation_id) g: vec3u) {
-  let e = g.x + g.y * 65535u * WG;
+@compute @workgroup_size(WG) fn mask_grad(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let e = flat(g, nwg);
   if (e >= p.rows * p.cols) { return; }
   out[e] = select(0.0, out[e] + p.a * in1[e % p.cols], in0[e] > 0.0);
 }
 
 // out[j] = Σ_t in0[t, j]
-@compute @workgroup_size(WG) fn col_sum(@builtin(global_invocation_id) g: vec3u) {
-  let j = g.x;
+@compute @workgroup_size(WG) fn col_sum(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let j = flat(g, nwg);
   if (j >= p.cols) { return; }
   var s = 0.0;
   for (var t = 0u; t < p.rows; t++) { s += in0[t * p.cols + j]; }
@@ -75,8 +76,8 @@ const K_MAX: u32 = 256u;
 
 // ∂b_dec[i] = out[i] − Σ_j W_enc[i, j]·∂b_enc[j]: in0 = W_enc [rows=d, cols=n], in1 = ∂b_enc; out
 // holds Σ_t dx̂[t, i] on entry (b_dec enters both the decoder output and the encoder input).
-@compute @workgroup_size(WG) fn bdec_grad(@builtin(global_invocation_id) g: vec3u) {
-  let i = g.x;
+@compute @workgroup_size(WG) fn bdec_grad(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = flat(g, nwg);
   if (i >= p.rows) { return; }
   var s = 0.0;
   for (var j = 0u; j < p.cols; j++) { s += in0[i * p.cols + j] * in1[j]; }
@@ -84,8 +85,8 @@ const K_MAX: u32 = 256u;
 }
 
 // out[j] = ‖in0[j, :]‖   (decoder row norms)
-@compute @workgroup_size(WG) fn row_norms(@builtin(global_invocation_id) g: vec3u) {
-  let j = g.x;
+@compute @workgroup_size(WG) fn row_norms(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let j = flat(g, nwg);
   if (j >= p.rows) { return; }
   var s = 0.0;
   for (var i = 0u; i < p.cols; i++) { let v = in0[j * p.cols + i]; s += v * v; }
@@ -94,8 +95,8 @@ const K_MAX: u32 = 256u;
 
 // ∂W_dec[j, i] += a·Σ_t h[t, j]·W_dec[j, i]/‖W_dec[j]‖: the L1 term's decoder gradient.
 // in0 = W_dec, in1 = [Σ_t h (n values), norms (n values)].
-@compute @workgroup_size(WG) fn l1_dec(@builtin(global_invocation_id) g: vec3u) {
-  let e = g.x + g.y * 65535u * WG;
+@compute @workgroup_size(WG) fn l1_dec(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let e = flat(g, nwg);
   if (e >= p.rows * p.cols) { return; }
   let j = e / p.cols;
   let norm = max(in1[p.rows + j], 1e-12);
@@ -103,8 +104,8 @@ const K_MAX: u32 = 256u;
 }
 
 // out[t] = number of h[t, :] > 0, as f32 (L0 per token)
-@compute @workgroup_size(WG) fn count_active(@builtin(global_invocation_id) g: vec3u) {
-  let t = g.x + g.y * 65535u * WG;
+@compute @workgroup_size(WG) fn count_active(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let t = flat(g, nwg);
   if (t >= p.rows) { return; }
   var c = 0u;
   for (var j = 0u; j < p.cols; j++) { if (in0[t * p.cols + j] > 0.0) { c++; } }

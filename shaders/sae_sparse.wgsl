@@ -14,7 +14,7 @@
 //   mask_dead    pre with every latent that is not dead set to −FLT_MAX (input of the auxk top-k)
 // grad_w and grad_b add to their output when a.accumulate is set (the auxk terms).
 
-struct Args { n: u32, d: u32, m: u32, k: u32, transposed: u32, accumulate: u32, window: u32, _p: u32 }
+// Args (n, d, m, k, transposed, accumulate, window) is declared in gpu/sae_sparse.ts.
 
 override WG: u32 = 64u;
 

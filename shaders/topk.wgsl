@@ -4,7 +4,7 @@
 // value go to the lower index. The k selected (index, value) pairs are written in index order,
 // values through ReLU when RELU (TopK SAEs: h = ReLU(TopK(pre))).
 
-struct Args { rows: u32, cols: u32, k: u32, _pad: u32 }
+// Args (rows, cols, k) is declared in gpu/topk.ts.
 
 @group(0) @binding(0) var<storage, read> pre: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out_idx: array<u32>;
@@ -110,5 +110,51 @@ fn main(
       out_val[out0 + slot] = select(v, max(v, 0.0), RELU);
       slot++;
     }
+  }
+}
+
+// The same selection with one invocation per row: an insertion list of the k largest keys so far
+// (equal keys keep the earlier index first, a later equal key never displaces one), then the k
+// indices sorted. On CPU adapters (llvmpipe) this beats the radix select for small k: a row's scan
+// is one compare per element with no barriers or workgroup atomics. Keys, not floats, are
+// compared, so the selection is the radix select's exactly (−0 below +0 included).
+const ROW_K_MAX: u32 = 64u;
+
+@compute @workgroup_size(WG)
+fn per_row(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let row = gid.x + gid.y * nwg.x * WG;
+  if (row >= a.rows) { return; }
+  let base = row * a.cols;
+  let k = a.k;
+  var keys: array<u32, ROW_K_MAX>;
+  var idx: array<u32, ROW_K_MAX>;
+  var have = 0u;
+  for (var j = 0u; j < a.cols; j++) {
+    let kk = key(pre[base + j]);
+    if (have == k && kk <= keys[k - 1u]) { continue; }
+    var pos = min(have, k - 1u);
+    if (have < k) { have++; }
+    while (pos > 0u && keys[pos - 1u] < kk) {
+      keys[pos] = keys[pos - 1u];
+      idx[pos] = idx[pos - 1u];
+      pos--;
+    }
+    keys[pos] = kk;
+    idx[pos] = j;
+  }
+  for (var s = 1u; s < k; s++) {
+    let v = idx[s];
+    var r = s;
+    while (r > 0u && idx[r - 1u] > v) {
+      idx[r] = idx[r - 1u];
+      r--;
+    }
+    idx[r] = v;
+  }
+  let out0 = row * k;
+  for (var s = 0u; s < k; s++) {
+    let v = pre[base + idx[s]];
+    out_idx[out0 + s] = idx[s];
+    out_val[out0 + s] = select(v, max(v, 0.0), RELU);
   }
 }

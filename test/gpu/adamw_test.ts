@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "@std/assert";
+import { assert, assertEquals, assertThrows } from "@std/assert";
 import { createBuffer, poison, readF32, upload, write } from "../../gpu/buffers.ts";
 import { AdamW } from "../../gpu/adamw.ts";
 import type { ParamGroup } from "../../sae/params.ts";
@@ -122,4 +122,17 @@ Deno.test("AdamW rejects a bad learning rate by name", async () => {
     msg = (e as Error).message;
   }
   assert(msg.includes("learning rate"), msg);
+});
+
+Deno.test("adamw: a moment buffer shorter than its group is refused by name", async () => {
+  const { device } = await testGpu();
+  const ok = createBuffer(device, 40 * 4), short = createBuffer(device, 39 * 4);
+  const group = { name: "W", param: ok, grad: ok, m: ok, v: short, size: 40, decay: true };
+  assertThrows(
+    () => new AdamW(device, [group]),
+    RangeError,
+    "adamw: W.v holds 39 values, needs 40",
+  );
+  ok.destroy();
+  short.destroy();
 });

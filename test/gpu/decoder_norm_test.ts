@@ -1,4 +1,4 @@
-import { assert } from "@std/assert";
+import { assert, assertThrows } from "@std/assert";
 import { createBuffer, poison, readF32, write } from "../../gpu/buffers.ts";
 import { DecoderNorm } from "../../gpu/decoder_norm.ts";
 import { testGpu } from "../util/gpu.ts";
@@ -60,3 +60,22 @@ for (const chunked of [false, true]) {
     gBuf.destroy();
   });
 }
+
+Deno.test("decoder_norm: W_dec or its gradient shorter than dSae·dIn is refused by name", async () => {
+  const { device } = await testGpu();
+  const w = createBuffer(device, 6 * 4), g = createBuffer(device, 5 * 4);
+  assertThrows(
+    () => new DecoderNorm(device, w, 3, 3),
+    RangeError,
+    "decoder_norm: W_dec holds 6 values, needs 9",
+  );
+  const dn = new DecoderNorm(device, w, 2, 3);
+  assertThrows(
+    () => dn.run((pass) => dn.recordRemoveParallel(pass, g)),
+    RangeError,
+    "decoder_norm: gradW_dec holds 5 values, needs 6",
+  );
+  dn.destroy();
+  w.destroy();
+  g.destroy();
+});

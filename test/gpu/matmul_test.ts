@@ -51,7 +51,11 @@ Deno.test("matmul: a buffer too small for the shape is a named error", async () 
   const small = createBuffer(device, 8), ok = createBuffer(device, 64);
   const enc = device.createCommandEncoder();
   const pass = enc.beginComputePass();
-  assertThrows(() => mm.record(pass, small, ok, ok), RangeError, "A holds 2 floats, needs 16");
+  assertThrows(
+    () => mm.record(pass, small, ok, ok),
+    RangeError,
+    "matmul: A holds 2 values, needs 16",
+  );
   pass.end();
   assertThrows(() => new Matmul(device, { M: 0, N: 1, K: 1 }), RangeError, "M must be");
 });

@@ -1,5 +1,5 @@
-import { assert, assertEquals } from "@std/assert";
-import { poison, upload } from "../../gpu/buffers.ts";
+import { assert, assertEquals, assertThrows } from "@std/assert";
+import { createBuffer, poison, upload } from "../../gpu/buffers.ts";
 import {
   type Activations,
   FiringTracker,
@@ -164,3 +164,19 @@ for (const kind of ["dense", "sparse"] as const) {
     tracker.destroy();
   });
 }
+
+Deno.test("metrics: an x̂ shorter than nTokens·dIn is refused by name", async () => {
+  const { device } = await testGpu();
+  const m = new ReconstructionMetrics(device, 4, 8);
+  const x = createBuffer(device, 32 * 4), xHat = createBuffer(device, 31 * 4);
+  const enc = device.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  assertThrows(
+    () => m.record(pass, { x, xHat, nTokens: 8, acts: { kind: "dense", h: x, n: 4 } }),
+    RangeError,
+    "metrics: xHat holds 31 values, needs 32",
+  );
+  pass.end();
+  for (const b of [x, xHat]) b.destroy();
+  m.destroy();
+});

@@ -1,10 +1,18 @@
-// Global-norm gradient clipping over many buffers (shaders/grad_norm.wgsl). The norm and the clip
-// factor stay on the GPU in `result` = [scale, norm]; read them only when metrics are logged.
+// Global-norm gradient clipping over many buffers (shaders/grad_norm.wgsl): GradClipper. The norm
+// and the clip factor stay on the GPU in `result` = [scale, norm]; read them only when metrics are
+// logged.
 import { createBuffer, readF32 } from "./buffers.ts";
 import { type Chunk, chunkBinding, chunkLimits, f32Chunks } from "./chunks.ts";
-import { grid1d, loadShader, pipelineCache } from "./pipelines.ts";
+import { Kernel, requireValues } from "./kernel.ts";
+import { grid1d } from "./pipelines.ts";
 
 const WG = 256;
+const kernel = new Kernel({
+  name: "grad_norm",
+  struct: "Args",
+  fields: { count: "u32", base: "u32", max_norm: "f32" },
+  wg: WG,
+});
 /** Partial sums per chunk: enough workgroups to keep every core busy, few enough to sum in one. */
 const MAX_PARTIALS_PER_CHUNK = 64;
 
@@ -20,16 +28,6 @@ interface Piece {
   args: GPUBuffer;
   partialBG: GPUBindGroup;
   scaleBG: GPUBindGroup;
-}
-
-function uniform(device: GPUDevice, label: string, words: ArrayBuffer): GPUBuffer {
-  const b = device.createBuffer({
-    label,
-    size: 16,
-    usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-  });
-  device.queue.writeBuffer(b, 0, words);
-  return b;
 }
 
 export class GradClipper {
@@ -48,16 +46,15 @@ export class GradClipper {
     grads: GradBuffer[],
     opts: { maxBindingBytes?: number } = {},
   ) {
-    const code = loadShader("grad_norm");
-    const cache = pipelineCache(device);
-    this.#pPartial = cache.get(code, "partial", { WG }, "grad_norm.partial");
-    this.#pFinal = cache.get(code, "finalize", { WG }, "grad_norm.finalize");
-    this.#pScale = cache.get(code, "scale", { WG }, "grad_norm.scale");
+    this.#pPartial = kernel.pipeline(device, "partial");
+    this.#pFinal = kernel.pipeline(device, "finalize");
+    this.#pScale = kernel.pipeline(device, "scale");
     this.result = createBuffer(device, 8, "grad_norm.result");
     const limits = chunkLimits(device, opts.maxBindingBytes);
     const plan: Array<{ grad: GPUBuffer; chunk: Chunk; workgroups: number; base: number }> = [];
     let total = 0;
-    for (const { grad, size } of grads) {
+    for (const [i, { grad, size }] of grads.entries()) {
+      requireValues("grad_norm", `grads[${i}]`, grad, size, `size=${size}`);
       for (const chunk of f32Chunks(size, limits)) {
         if (chunk.count === 0) continue;
         const workgroups = Math.min(MAX_PARTIALS_PER_CHUNK, Math.ceil(chunk.count / WG));
@@ -67,11 +64,7 @@ export class GradClipper {
     }
     this.#partials = createBuffer(device, Math.max(1, total) * 4, "grad_norm.partials");
     for (const { grad, chunk, workgroups, base } of plan) {
-      const args = uniform(
-        device,
-        "grad_norm.args",
-        new Uint32Array([chunk.count, base, 0, 0]).buffer,
-      );
+      const args = kernel.uniformBuffer(device, { count: chunk.count, base, max_norm: 0 });
       this.#pieces.push({
         chunk,
         grad,
@@ -95,9 +88,11 @@ export class GradClipper {
         }),
       });
     }
-    const fa = new ArrayBuffer(16);
-    new Uint32Array(fa)[0] = total;
-    this.#finalArgs = uniform(device, "grad_norm.final", fa);
+    this.#finalArgs = kernel.uniformBuffer(
+      device,
+      { count: total, base: 0, max_norm: 0 },
+      "grad_norm.final",
+    );
     this.#finalBG = device.createBindGroup({
       layout: this.#pFinal.getBindGroupLayout(0),
       entries: [
@@ -115,10 +110,15 @@ export class GradClipper {
    */
   recordNorm(pass: GPUComputePassEncoder, maxNorm: number): void {
     if (Number.isNaN(maxNorm)) throw new Error("GradClipper: maxNorm is NaN");
-    const fa = new ArrayBuffer(16);
-    new Uint32Array(fa)[0] = this.#partials.size / 4;
-    new Float32Array(fa)[1] = Number.isFinite(maxNorm) ? maxNorm : 0;
-    this.device.queue.writeBuffer(this.#finalArgs, 0, fa);
+    this.device.queue.writeBuffer(
+      this.#finalArgs,
+      0,
+      kernel.pack({
+        count: this.#partials.size / 4,
+        base: 0,
+        max_norm: Number.isFinite(maxNorm) ? maxNorm : 0,
+      }),
+    );
     pass.setPipeline(this.#pPartial);
     for (const p of this.#pieces) {
       pass.setBindGroup(0, p.partialBG);

@@ -1,6 +1,6 @@
-import { assert, assertEquals } from "@std/assert";
+import { assert, assertEquals, assertThrows } from "@std/assert";
 import { createBuffer, poison, readF32, write } from "../../gpu/buffers.ts";
-import { GradClipper } from "../../gpu/clip.ts";
+import { GradClipper } from "../../gpu/grad_norm.ts";
 import { testGpu } from "../util/gpu.ts";
 import { freshRng, relError } from "../util/rand.ts";
 
@@ -53,3 +53,14 @@ for (const chunked of [false, true]) {
     for (const g of grads) g.grad.destroy();
   });
 }
+
+Deno.test("grad_norm: a gradient buffer shorter than its size is refused by name", async () => {
+  const { device } = await testGpu();
+  const g = createBuffer(device, 10 * 4);
+  assertThrows(
+    () => new GradClipper(device, [{ grad: g, size: 10 }, { grad: g, size: 11 }]),
+    RangeError,
+    "grad_norm: grads[1] holds 10 values, needs 11 (size=11)",
+  );
+  g.destroy();
+});
