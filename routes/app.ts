@@ -1,12 +1,8 @@
 // The HTTP app. Routes validate, call, and shape responses; the work happens in jobs/ and below.
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import type { Config } from "../config.ts";
-import type { Database } from "../db/client.ts";
-import type { GpuContext } from "../gpu/device.ts";
-import type { EventHub } from "../jobs/events.ts";
-import type { JobRunner } from "../jobs/runner.ts";
 import { requireToken } from "./auth.ts";
+import type { AppDeps } from "./deps.ts";
 import { ApiError, errorBody, onError } from "./errors.ts";
 import { healthRoutes } from "./health.ts";
 import { datasetRoutes } from "./datasets.ts";
@@ -18,18 +14,6 @@ import { pageRoutes } from "./page.ts";
 import { modelRoutes } from "./models.ts";
 import { saeRoutes } from "./saes.ts";
 import { UploadGate } from "./uploads.ts";
-
-export interface AppDeps {
-  config: Config;
-  gpu: GpuContext;
-  database: Database;
-  runner: JobRunner;
-  events: EventHub;
-  /** performance.now() at start, for uptime. */
-  startedAt: number;
-  /** Caps concurrent uploads of models and SAEs (default: MAX_CONCURRENT_UPLOADS). */
-  uploads?: UploadGate;
-}
 
 /** Each upload may hold up to --max-body-bytes on disk and about as much in memory while checked. */
 export const MAX_CONCURRENT_UPLOADS = 2;
@@ -73,7 +57,7 @@ export function createApp(appDeps: AppDeps): Hono {
   app.route("/evals", evalRoutes(deps));
   app.route("/experiments", experimentRoutes(deps));
   app.route("/datasets", datasetRoutes(deps));
-  app.route("/", openApiRoutes());
+  app.route("/", openApiRoutes(app));
   app.route("/", pageRoutes());
   return app;
 }

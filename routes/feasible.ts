@@ -5,7 +5,7 @@ import type { models, saes } from "../db/schema.ts";
 import { checkFeasible, type FeasibleKind } from "../jobs/feasibility.ts";
 import { modelFacts } from "../jobs/model_facts.ts";
 import { chooseEp, type EpRequest } from "../lm/session.ts";
-import type { AppDeps } from "./app.ts";
+import type { AppDeps } from "./deps.ts";
 import { ApiError } from "./errors.ts";
 
 export async function requireFeasible(

@@ -1,6 +1,6 @@
 // Deleting an SAE or a model that a queued or running job reads would fail that job later (after
 // a restart it reloads its inputs by id), so such a delete is a 409 naming the jobs.
-import type { AppDeps } from "./app.ts";
+import type { AppDeps } from "./deps.ts";
 import { ApiError } from "./errors.ts";
 
 const ACTIVE = new Set(["queued", "running"]);

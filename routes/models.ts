@@ -7,11 +7,14 @@ import { z } from "zod";
 import { models } from "../db/schema.ts";
 import { resolveConfined, serviceAccess } from "../lib/confined_fs.ts";
 import { loadLm } from "../lm/load.ts";
-import type { AppDeps } from "./app.ts";
-import { ApiError, notFound } from "./errors.ts";
+import type { AppDeps } from "./deps.ts";
+import { ApiError } from "./errors.ts";
 import { spoolMultipart } from "./uploads.ts";
 import { refuseIfInUse } from "./in_use.ts";
 import { jsonBody } from "./validate.ts";
+import { describe, describeById, describeList, named } from "./describe.ts";
+import { rowById } from "./lookup.ts";
+import { Deleted, Hooks, Model, ModelList, RegisteredModel } from "./responses.ts";
 
 const Register = z.object({
   name: z.string().min(1).max(200),
@@ -19,52 +22,101 @@ const Register = z.object({
   context_length: z.number().int().min(2).optional(),
 }).strict();
 
+/** The multipart form of an upload, for the document (the route reads it as it streams in). */
+const Upload = z.object({
+  model: z.file().describe("a self-contained .onnx"),
+  name: Register.shape.name.optional().describe("default: the file's name"),
+  context_length: z.string().regex(/^\d+$/).optional().describe("an integer of at least 2"),
+});
+
 export function modelRoutes(deps: AppDeps) {
   const { db } = deps.database;
-  const row = async (id: string) => {
-    const [m] = await db.select().from(models).where(eq(models.id, id));
-    if (!m) throw notFound("model", id);
-    return m;
-  };
+  const row = rowById(deps, models, "model");
   const app = new Hono()
-    .get("/", async (c) => c.json({ models: await db.select().from(models) }))
-    .get("/:id", async (c) => c.json(await row(c.req.param("id"))))
-    .get("/:id/hooks", async (c) => {
-      const m = await row(c.req.param("id"));
-      const { hooks } = await loadLm(m.path, {
-        access: serviceAccess(deps.config),
-        label: `model ${m.id}`,
-      });
-      return c.json({
-        hooks: hooks.map((h) => ({
-          ...h,
-          tl_names: h.tlNames,
-          spec: h.layer !== undefined ? `resid_post:${h.layer}` : null,
-        })),
-      });
-    })
-    .delete("/:id", async (c) => {
-      const m = await row(c.req.param("id"));
-      if (m.builtin) {
-        throw new ApiError(409, "builtin", `model "${m.id}" is built in and cannot be deleted`);
-      }
-      await refuseIfInUse(deps, "model", m.id);
-      await db.delete(models).where(eq(models.id, m.id));
-      // Uploaded models live in their own folder under the data dir; registered ones are the
-      // owner's files and stay.
-      const uploads = resolve(deps.config.dataDir, "models");
-      if (dirname(dirname(resolve(m.path))) === uploads) {
-        await Deno.remove(dirname(resolve(m.path)), { recursive: true }).catch(() => {});
-      }
-      return c.json({ deleted: m.id });
-    })
-    .post("/", (c) => {
-      // JSON registers a file by path; multipart/form-data uploads one ("model", a self-contained
-      // .onnx; "name"; optional "context_length"). An upload holds its gate slot until the model
-      // is checked, since reading it back is what takes the memory.
-      const multipart = (c.req.header("content-type") ?? "").startsWith("multipart/form-data");
-      return multipart ? deps.uploads!.run(() => register(c, true)) : register(c, false);
-    });
+    .get(
+      "/",
+      describeList("registered models", ModelList),
+      async (c) => c.json({ models: await db.select().from(models) }),
+    )
+    .get(
+      "/:id",
+      describeById("a model", "model", { content: { "application/json": Model } }),
+      async (c) => c.json(await row(c.req.param("id"))),
+    )
+    .get(
+      "/:id/hooks",
+      describeById(
+        "hook points (residual stream) of a model, with the names a request may use",
+        "model",
+        { description: "hooks", content: { "application/json": Hooks } },
+      ),
+      async (c) => {
+        const m = await row(c.req.param("id"));
+        const { hooks } = await loadLm(m.path, {
+          access: serviceAccess(deps.config),
+          label: `model ${m.id}`,
+        });
+        return c.json({
+          hooks: hooks.map((h) => ({
+            ...h,
+            tl_names: h.tlNames,
+            spec: h.layer !== undefined ? `resid_post:${h.layer}` : null,
+          })),
+        });
+      },
+    )
+    .delete(
+      "/:id",
+      describeById(
+        "delete an uploaded or registered model (an uploaded file goes too)",
+        "model",
+        { description: "deleted", content: { "application/json": Deleted } },
+        { 409: "built in, or read by a queued or running job" },
+      ),
+      async (c) => {
+        const m = await row(c.req.param("id"));
+        if (m.builtin) {
+          throw new ApiError(409, "builtin", `model "${m.id}" is built in and cannot be deleted`);
+        }
+        await refuseIfInUse(deps, "model", m.id);
+        await db.delete(models).where(eq(models.id, m.id));
+        // Uploaded models live in their own folder under the data dir; registered ones are the
+        // owner's files and stay.
+        const uploads = resolve(deps.config.dataDir, "models");
+        if (dirname(dirname(resolve(m.path))) === uploads) {
+          await Deno.remove(dirname(resolve(m.path)), { recursive: true }).catch(() => {});
+        }
+        return c.json({ deleted: m.id });
+      },
+    )
+    .post(
+      "/",
+      describe({
+        summary: "register an ONNX LM: JSON for a file under SPLICE_ROOTS, or upload one as a form",
+        body: {
+          "application/json": named(Register, "ModelRegistration"),
+          "multipart/form-data": named(Upload, "ModelUpload"),
+        },
+        ok: {
+          status: 201,
+          description: "registered: what was recognised, and the hook points",
+          content: { "application/json": RegisteredModel },
+        },
+        errors: {
+          400: "an invalid field, or not a usable ONNX LM",
+          403: "registering by path is off (no SPLICE_ROOTS)",
+          413: "the upload is over --max-body-bytes",
+          429: "too many uploads at once",
+        },
+      }),
+      (c) => {
+        // JSON registers a file by path; multipart/form-data uploads one ("model", a self-contained
+        // .onnx; "name"; optional "context_length"). An upload holds its gate slot until the model
+        // is checked, since reading it back is what takes the memory.
+        const multipart = (c.req.header("content-type") ?? "").startsWith("multipart/form-data");
+        return multipart ? deps.uploads!.run(() => register(c, true)) : register(c, false);
+      },
+    );
   return app;
   async function register(c: Context, multipart: boolean): Promise<Response> {
     let name: string,

@@ -6,8 +6,11 @@ import { models, saes } from "../db/schema.ts";
 import { resolveHook } from "../lm/hooks.ts";
 import { loadLm } from "../lm/load.ts";
 import { serviceAccess } from "../lib/confined_fs.ts";
-import type { AppDeps } from "./app.ts";
+import type { AppDeps } from "./deps.ts";
 import { ApiError } from "./errors.ts";
+import { requireFeasible } from "./feasible.ts";
+import type { FeasibleKind } from "../jobs/feasibility.ts";
+import type { EpRequest } from "../lm/session.ts";
 
 export async function requireModel(deps: AppDeps, id: string, seqLen: number) {
   const [model] = await deps.database.db.select().from(models).where(eq(models.id, id));
@@ -98,4 +101,21 @@ export async function requireHook(
       [{ path: "sae", message: `d_in must be ${hit.width}` }],
     );
   }
+}
+
+/**
+ * The checks a job request passes once its model and SAE are found: the hook resolves (and fits
+ * the SAE), a worker runs `job.kind`, and the run fits this server.
+ */
+export async function requireRunnable(
+  deps: AppDeps,
+  job: { kind: string; what: string; feasible: FeasibleKind },
+  cfg: Record<string, unknown> & { ep: EpRequest; hook?: string },
+  model: typeof models.$inferSelect,
+  sae?: typeof saes.$inferSelect,
+  defaultHook?: string,
+): Promise<void> {
+  await requireHook(deps, model, cfg.hook, sae, defaultHook);
+  requireWorker(deps, job.kind, job.what);
+  await requireFeasible(deps, job.feasible, cfg, model, sae, defaultHook);
 }

@@ -4,19 +4,29 @@ import { type Context, Hono } from "hono";
 import { eq } from "drizzle-orm";
 import { saes } from "../db/schema.ts";
 import { loadSae, SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME, SaeFormatError } from "../sae/io.ts";
-import type { AppDeps } from "./app.ts";
-import { ApiError, notFound } from "./errors.ts";
+import type { AppDeps } from "./deps.ts";
+import { ApiError } from "./errors.ts";
 import { refuseIfInUse } from "./in_use.ts";
 import { spoolMultipart } from "./uploads.ts";
 import { openConfined, resolveInside, serviceAccess } from "../lib/confined_fs.ts";
+import { z } from "zod";
+import { describe, describeById, describeList, named } from "./describe.ts";
+import { rowById } from "./lookup.ts";
+import { Deleted, Sae, SaeList } from "./responses.ts";
+
+/** The multipart form of an upload, for the document (the route reads it as it streams in). */
+const Upload = z.object({
+  [SAE_CFG_FILENAME]: z.file().describe(`SAELens cfg.json (also accepted as "cfg")`),
+  [SAE_WEIGHTS_FILENAME]: z.file().describe(`the weights (also accepted as "weights")`),
+  name: z.string().optional().describe("default: uploaded <kind> SAE"),
+});
+
+const download = (summary: string, content: Record<string, z.ZodType>) =>
+  describeById(summary, "SAE", { description: "the file, as an attachment", content });
 
 export function saeRoutes(deps: AppDeps) {
   const { db } = deps.database;
-  const row = async (id: string) => {
-    const [r] = await db.select().from(saes).where(eq(saes.id, id));
-    if (!r) throw notFound("SAE", id);
-    return r;
-  };
+  const row = rowById(deps, saes, "SAE");
   const file = (name: string) => async (c: Context) => {
     const r = await row(c.req.param("id")!);
     const { real } = await resolveInside(r.path, name, name, "the SAE's folder");
@@ -31,18 +41,56 @@ export function saeRoutes(deps: AppDeps) {
     });
   };
   const app = new Hono()
-    .get("/", async (c) => c.json({ saes: await db.select().from(saes) }))
-    .get("/:id", async (c) => c.json(await row(c.req.param("id"))))
-    .get(`/:id/${SAE_CFG_FILENAME}`, file(SAE_CFG_FILENAME))
-    .get(`/:id/${SAE_WEIGHTS_FILENAME}`, file(SAE_WEIGHTS_FILENAME))
-    .delete("/:id", async (c) => {
-      const r = await row(c.req.param("id"));
-      await refuseIfInUse(deps, "sae", r.id);
-      await db.delete(saes).where(eq(saes.id, r.id));
-      await Deno.remove(r.path, { recursive: true }).catch(() => {});
-      return c.json({ deleted: r.id });
-    })
-    .post("/", (c) => deps.uploads!.run(() => upload(c)));
+    .get(
+      "/",
+      describeList("registered SAEs (uploaded, or trained by a fine-tune)", SaeList),
+      async (c) => c.json({ saes: await db.select().from(saes) }),
+    )
+    .get(
+      "/:id",
+      describeById("an SAE", "SAE", { content: { "application/json": Sae } }),
+      async (c) => c.json(await row(c.req.param("id"))),
+    )
+    .get(
+      `/:id/${SAE_CFG_FILENAME}`,
+      download("download its SAELens cfg.json", { "application/json": z.looseObject({}) }),
+      file(SAE_CFG_FILENAME),
+    )
+    .get(
+      `/:id/${SAE_WEIGHTS_FILENAME}`,
+      download("download its weights (safetensors)", { "application/octet-stream": z.file() }),
+      file(SAE_WEIGHTS_FILENAME),
+    )
+    .delete(
+      "/:id",
+      describeById(
+        "delete it and its files",
+        "SAE",
+        { description: "deleted", content: { "application/json": Deleted } },
+        { 409: "read by a queued or running job" },
+      ),
+      async (c) => {
+        const r = await row(c.req.param("id"));
+        await refuseIfInUse(deps, "sae", r.id);
+        await db.delete(saes).where(eq(saes.id, r.id));
+        await Deno.remove(r.path, { recursive: true }).catch(() => {});
+        return c.json({ deleted: r.id });
+      },
+    )
+    .post(
+      "/",
+      describe({
+        summary: "upload an SAE in SAELens layout",
+        body: { "multipart/form-data": named(Upload, "SaeUpload") },
+        ok: { status: 201, description: "uploaded", content: { "application/json": Sae } },
+        errors: {
+          400: "a file is missing, or not a loadable SAE",
+          413: "the upload is over --max-body-bytes",
+          429: "too many uploads at once",
+        },
+      }),
+      (c) => deps.uploads!.run(() => upload(c)),
+    );
 
   async function upload(c: Context): Promise<Response> {
     const id = crypto.randomUUID();

@@ -4,7 +4,7 @@
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import { Config } from "../../config.ts";
 import { openDatabase } from "../../db/client.ts";
-import { DbEventStore, DbJobStore } from "../../db/job_store.ts";
+import { DbEventStore, DbJobStore } from "../../jobs/db_store.ts";
 import { EventHub } from "../../jobs/events.ts";
 import { loadDataset } from "../../jobs/datasets.ts";
 import { JobRunner } from "../../jobs/runner.ts";

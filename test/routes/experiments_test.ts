@@ -107,3 +107,82 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "POST /experiments kinds_frontier: a row per kind × sparsity × objective, two SVG plots",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const svc = await startTestService({ jobs: ["experiment"] });
+    const post = (body: unknown) =>
+      fetch(`${svc.url}/experiments`, { method: "POST", body: JSON.stringify(body) });
+    try {
+      const withSae = await post({ preset: "kinds_frontier", sae: "sae0" });
+      assertEquals(withSae.status, 400, "a preset trains its own SAEs");
+      assertStringIncludes(await withSae.text(), "sae");
+      assertEquals((await post({ preset: "nope" })).status, 400);
+      const badModel = await post({ preset: "kinds_frontier", model: "nope" });
+      assertEquals((await badModel.json()).error.code, "unknown_model");
+
+      const sparsities = [4, 8];
+      const res = await post({
+        preset: "kinds_frontier",
+        sparsities,
+        tokens: 6 * 2 * 16,
+        d_sae: 64,
+        seq_len: 16,
+        batch_size: 2,
+        eval_sequences: 2,
+      });
+      assertEquals(res.status, 202);
+      const exp = await res.json();
+      const all = await readSse(await fetch(`${svc.url}${exp.links.events}`));
+      assertEquals(all.at(-1)!.data, { state: "succeeded" }, JSON.stringify(all.slice(-3)));
+      // Progress streams per run as it trains.
+      const progressed = new Set(
+        all.filter((e) => e.event === "progress").map((e) => (e.data as { arm: string }).arm),
+      );
+      assertEquals(progressed.size, 4 * sparsities.length * 2);
+      assert(all.some((e) => e.event === "metrics" && (e.data as { arm?: string }).arm));
+
+      const got = await (await fetch(`${svc.url}/experiments/${exp.id}`)).json();
+      assertEquals(got.state, "succeeded");
+      type Row = {
+        run: string;
+        kind: string;
+        sparsity: number;
+        objective: string;
+        l0: number;
+        fvu: number;
+        ceGap: number;
+        error: string | null;
+      };
+      const rows = got.table as Row[];
+      const keys = rows.map((r) => `${r.kind} ${r.sparsity} ${r.objective}`).sort();
+      const want = ["topk", "batchtopk", "relu", "jumprelu"].flatMap((k) =>
+        sparsities.flatMap((s) => ["mse", "kl_mse"].map((o) => `${k} ${s} ${o}`))
+      ).sort();
+      assertEquals(keys, want);
+      for (const r of rows) {
+        assertEquals(r.error, null, r.run);
+        for (const v of [r.l0, r.fvu, r.ceGap]) assert(Number.isFinite(v), `${r.run}: ${v}`);
+      }
+      // TopK's L0 is k by construction: the table reports what the SAE did, not the request.
+      for (const r of rows.filter((r) => r.kind === "topk")) assertEquals(r.l0, r.sparsity);
+      assertEquals(got.links.plots.map((p: string) => p.split("/").at(-1)).sort(), [
+        "ce_gap_vs_l0.svg",
+        "fvu_vs_l0.svg",
+      ]);
+      for (const p of got.links.plots) {
+        const svg = await (await fetch(`${svc.url}${p}`)).text();
+        assert(svg.startsWith("<svg"), p);
+        for (const k of ["topk", "batchtopk", "relu", "jumprelu"]) {
+          assertStringIncludes(svg, `${k} mse`);
+          assertStringIncludes(svg, `${k} kl_mse`);
+        }
+      }
+    } finally {
+      await svc.close();
+    }
+  },
+});
