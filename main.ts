@@ -4,7 +4,7 @@
 import { eq } from "drizzle-orm";
 import { ConfigError, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/client.ts";
-import { DbEventStore, DbJobStore } from "./db/job_store.ts";
+import { DbEventStore, DbJobStore } from "./jobs/db_store.ts";
 import { models } from "./db/schema.ts";
 import { acquireGpu, GpuUnavailableError } from "./gpu/device.ts";
 import { EventHub } from "./jobs/events.ts";

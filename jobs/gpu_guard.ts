@@ -4,7 +4,7 @@
 // forward pass and the first step run inside validation and out-of-memory error scopes, and a
 // first step whose gradient is exactly zero (no healthy SAE has one: b_dec alone sees the mean
 // reconstruction error) fails the job.
-import type { OwnedTrainer } from "./finetune_job.ts";
+import type { OwnedTrainer } from "../sae/trainer.ts";
 
 export class GpuJobError extends Error {
   override name = "GpuJobError";

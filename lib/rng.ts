@@ -35,3 +35,9 @@ export class Rng {
     return a;
   }
 }
+
+/** The same generator as a bare function, for code that only draws uniforms from a seed. */
+export function mulberry32(seed: number): () => number {
+  const rng = new Rng(seed);
+  return () => rng.next();
+}

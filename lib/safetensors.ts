@@ -1,6 +1,7 @@
 // safetensors read/write: an 8-byte little-endian header length, a JSON header
 // {name: {dtype, shape, data_offsets}, "__metadata__"?: {…}}, then the raw little-endian bytes.
 // (The npm registry has no maintained implementation; the format is small enough to own.)
+import { halfBitsToFloat32 } from "./half.ts";
 
 export type DType =
   | "F64"
@@ -166,16 +167,25 @@ export async function writeSafetensors(
 
 // Typed views.
 
+export const FLOAT_DTYPES: ReadonlySet<DType> = new Set<DType>(["F32", "F64", "F16", "BF16"]);
+
+/** A float tensor as float32: a view of F32 bytes, a converted copy of F64, F16 and BF16. */
 export function f32(t: StTensor, name = "tensor"): Float32Array {
-  if (t.dtype === "F32") {
-    return new Float32Array(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength / 4);
+  const b = t.bytes;
+  switch (t.dtype) {
+    case "F32":
+      return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+    case "F64":
+      return Float32Array.from(new Float64Array(b.buffer, b.byteOffset, b.byteLength / 8));
+    case "F16":
+    case "BF16": {
+      const bits = new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2);
+      return halfBitsToFloat32(bits, t.dtype === "F16" ? "f16" : "bf16");
+    }
   }
-  if (t.dtype === "F64") {
-    return Float32Array.from(
-      new Float64Array(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength / 8),
-    );
-  }
-  throw new SafetensorsError(`${name}: expected F32 or F64, found ${t.dtype}`);
+  throw new SafetensorsError(
+    `${name}: expected a float dtype (F32, F64, F16, BF16), found ${t.dtype}`,
+  );
 }
 
 export function f64(t: StTensor, name = "tensor"): Float64Array {

@@ -31,10 +31,17 @@ function isTensor(v: object): v is TensorProto {
   return v instanceof onnx.TensorProto || "dataType" in v || "rawData" in v;
 }
 
-/** Whole numbers become INT(S), others FLOAT(S); use {float} / {floats} to force floats. */
+// Attributes ONNX defines as FLOAT on every op that has them, though callers write them as numbers
+// that may be whole (Gemm's alpha 1, a LayerNormalization epsilon of 0).
+const FLOAT_NAMES = new Set(["alpha", "beta", "epsilon"]);
+
+/**
+ * Whole numbers become INT(S), others FLOAT(S), except alpha, beta and epsilon, which are always
+ * FLOAT; use {float} / {floats} to force floats.
+ */
 export function makeAttr(name: string, v: AttrValue): AttributeProto {
   if (typeof v === "number") {
-    return Number.isInteger(v)
+    return Number.isInteger(v) && !FLOAT_NAMES.has(name)
       ? onnx.AttributeProto.create({ name, type: AT.INT, i: v })
       : onnx.AttributeProto.create({ name, type: AT.FLOAT, f: v });
   }
@@ -42,7 +49,8 @@ export function makeAttr(name: string, v: AttrValue): AttributeProto {
     return onnx.AttributeProto.create({ name, type: AT.STRING, s: new TextEncoder().encode(v) });
   }
   if (Array.isArray(v)) {
-    if (v.every((x) => typeof x === "string")) {
+    // An empty list is INTS: empty axes and perms are what graphs carry, empty string lists not.
+    if (v.length > 0 && v.every((x) => typeof x === "string")) {
       const strings = (v as string[]).map((s) => new TextEncoder().encode(s));
       return onnx.AttributeProto.create({ name, type: AT.STRINGS, strings });
     }
@@ -79,12 +87,17 @@ export function makeNode(
   return node;
 }
 
+/** The attribute itself, for readers that take its fields as they are (Constant's value_*). */
+export function findAttr(node: NodeProto, name: string): AttributeProto | undefined {
+  return (node.attribute ?? []).find((x) => x.name === name);
+}
+
 /** An attribute's value: INT → number, INTS → number[], STRING → string, TENSOR → TensorProto… */
 export function getAttr(
   node: NodeProto,
   name: string,
 ): number | number[] | string | string[] | TensorProto | GraphProto | undefined {
-  const a = (node.attribute ?? []).find((x) => x.name === name);
+  const a = findAttr(node, name);
   if (!a) return undefined;
   switch (a.type) {
     case AT.INT:
@@ -113,6 +126,16 @@ export function getAttr(
 export function getIntAttr(node: NodeProto, name: string, dflt: number): number {
   const v = getAttr(node, name);
   return typeof v === "number" ? v : dflt;
+}
+
+export function getFloatAttr(node: NodeProto, name: string, dflt: number): number {
+  const v = getAttr(node, name);
+  return typeof v === "number" ? v : dflt;
+}
+
+export function getStringAttr(node: NodeProto, name: string, dflt: string): string {
+  const v = getAttr(node, name);
+  return typeof v === "string" ? v : dflt;
 }
 
 export function getIntsAttr(node: NodeProto, name: string): number[] | undefined {

@@ -6,7 +6,7 @@
 // a parallel-residual block, x + attn) are not hook points. Names only supply layer numbers.
 import { consumers, getIntAttr, producers } from "./graph.ts";
 import type { ModelProto, NodeProto } from "./onnx.ts";
-import { DataType } from "./onnx.ts";
+import { FLOAT_TYPES } from "./onnx.ts";
 import { type Dim, inferShapes, type ShapeInfo } from "./shapes.ts";
 
 export interface HookPoint {
@@ -23,22 +23,15 @@ export interface HookPoint {
   tlNames: string[];
 }
 
-const FLOATS = new Set<number>([
-  DataType.FLOAT,
-  DataType.DOUBLE,
-  DataType.FLOAT16,
-  DataType.BFLOAT16,
-]);
-
 // Ops that mark a residual branch as attention (decomposed softmax attention or fused kernels).
-const ATTENTION_OPS = new Set([
+export const ATTENTION_OPS = new Set([
   "Softmax",
   "Attention",
   "MultiHeadAttention",
   "GroupQueryAttention",
   "PackedAttention",
 ]);
-const PROJECTION_OPS = new Set(["MatMul", "Gemm", "MatMulNBits", "FusedMatMul"]);
+export const PROJECTION_OPS = new Set(["MatMul", "Gemm", "MatMulNBits", "FusedMatMul"]);
 
 const LAYER_RE = /(?:^|[/.])(?:h|layers?|blocks?|block|decoder\.layers|layer)[._](\d+)(?:[/.]|$)/;
 
@@ -95,7 +88,7 @@ function findStream(model: ModelProto): { stream?: Stream; shapes: Map<string, S
   const prod = producers(g);
   const isStreamShaped = (t: string) => {
     const s = shapes.get(t);
-    return !!s && FLOATS.has(s.elemType) && s.dims.length === 3;
+    return !!s && FLOAT_TYPES.has(s.elemType) && s.dims.length === 3;
   };
   // The nodes between `b` and the tensors in `stop` (exclusive), walking backward.
   const branch = (b: string, stop: (t: string) => boolean): NodeProto[] => {

@@ -7,7 +7,7 @@
 // Reshape of it). The MLP output reaches resid_post through Adds only, so a transcoder's ŷ splices
 // in as resid_post − mlp_out + ŷ, and ∂/∂ŷ of anything downstream is ∂/∂resid_post.
 import { producers } from "./graph.ts";
-import { streamAliases, streamBlocks } from "./hooks.ts";
+import { ATTENTION_OPS, PROJECTION_OPS, streamAliases, streamBlocks } from "./hooks.ts";
 import type { ModelProto, NodeProto } from "./onnx.ts";
 import { inferShapes } from "./shapes.ts";
 
@@ -22,14 +22,6 @@ export interface MlpHookPair {
   post: string;
 }
 
-const ATTENTION_OPS = new Set([
-  "Softmax",
-  "Attention",
-  "MultiHeadAttention",
-  "GroupQueryAttention",
-  "PackedAttention",
-]);
-const PROJECTION_OPS = new Set(["MatMul", "Gemm", "MatMulNBits", "FusedMatMul"]);
 // Ops between a norm's output and a projection that change only the view of the tensor.
 const VIEW_OPS = new Set(["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Cast"]);
 

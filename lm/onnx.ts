@@ -8,6 +8,7 @@ import {
   resolveConfined,
   resolveInside,
 } from "../lib/confined_fs.ts";
+import { halfBitsToFloat32 } from "../lib/half.ts";
 
 // deno-lint-ignore no-explicit-any
 export const onnx: typeof import("onnx-proto").onnx = (onnxProto as any).onnx;
@@ -31,11 +32,35 @@ export const INT_TYPES: ReadonlySet<number> = new Set<number>([
   DataType.UINT32,
   DataType.UINT64,
 ]);
+/** Floating-point element types. */
+export const FLOAT_TYPES: ReadonlySet<number> = new Set<number>([
+  DataType.FLOAT,
+  DataType.DOUBLE,
+  DataType.FLOAT16,
+  DataType.BFLOAT16,
+]);
 /** 16-bit float element types, which splice computes in float32. */
 export const HALF_TYPES: ReadonlySet<number> = new Set<number>([
   DataType.FLOAT16,
   DataType.BFLOAT16,
 ]);
+
+/**
+ * A value's declared dims, each a number, a symbolic name, or undefined where the export gives
+ * neither; undefined when it declares no shape at all.
+ */
+export function declaredDims(v: ValueInfoProto): (number | string | undefined)[] | undefined {
+  const shape = v.type?.tensorType?.shape;
+  if (!shape) return undefined;
+  return (shape.dim ?? []).map((d) => {
+    if (d.dimParam) return d.dimParam;
+    // A dim_value of 0 is a real 0 (an empty past), so presence is what counts.
+    if (Object.hasOwn(d, "dimValue") && d.dimValue !== null && d.dimValue !== undefined) {
+      return num(d.dimValue as number);
+    }
+    return undefined;
+  });
+}
 
 export function decodeModel(bytes: Uint8Array): ModelProto {
   return onnx.ModelProto.decode(bytes);
@@ -58,10 +83,14 @@ export type TensorArray =
   | Int8Array
   | Uint8Array;
 
-/** int64 proto fields decode as Long objects (protobufjs with `long` installed) or numbers. */
-export function num(x: number | Long | null | undefined): number {
+/**
+ * int64 proto fields decode as Long objects (protobufjs with `long` installed) or numbers; typed
+ * int64 arrays hold bigints.
+ */
+export function num(x: number | bigint | Long | null | undefined): number {
   if (x === null || x === undefined) return 0;
-  return typeof x === "number" ? x : x.toNumber();
+  if (typeof x === "number") return x;
+  return typeof x === "bigint" ? Number(x) : x.toNumber();
 }
 
 const ELEM_SIZE: Record<number, number> = {
@@ -208,6 +237,13 @@ export function makeTensor(
   const rawData = new Uint8Array(data.byteLength);
   rawData.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
   return onnx.TensorProto.create({ name, dims, dataType, rawData });
+}
+
+/** A FLOAT16 or BFLOAT16 tensor as a FLOAT one (every half value is exact in float32). */
+export function widenHalfTensor(t: TensorProto): TensorProto {
+  const bits = tensorToArray(t) as Uint16Array;
+  const out = halfBitsToFloat32(bits, t.dataType === DataType.BFLOAT16 ? "bf16" : "f16");
+  return makeTensor(t.name ?? "", out, tensorDims(t), DataType.FLOAT);
 }
 
 // Decoded messages keep defaults (shared, frozen empty arrays) on their prototypes and encode only

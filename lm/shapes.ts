@@ -6,10 +6,10 @@
 import { getAttr, getIntAttr, getIntsAttr, opsetVersion } from "./graph.ts";
 import {
   DataType,
+  declaredDims,
   INT_TYPES,
   type ModelProto,
   type NodeProto,
-  num,
   onnx,
   tensorDims,
   type TensorProto,
@@ -104,9 +104,6 @@ function dimAdd(a: Dim, b: Dim, k: number, fresh: () => string): Dim {
   return formatLin(linAdd(x, y, k), fresh);
 }
 
-/** Integer-valued types for value propagation: the integers and BOOL (0/1). */
-const INT_OR_BOOL = new Set<number>([...INT_TYPES, DataType.BOOL]);
-
 function numericValue(t: TensorProto): Dim[] | undefined {
   const dims = tensorDims(t);
   const n = dims.reduce((a, b) => a * b, 1);
@@ -126,15 +123,7 @@ function fromValueInfo(v: ValueInfoProto, fresh: () => string): Info | undefined
   const tt = v.type?.tensorType;
   if (!tt) return undefined;
   const info: Info = { elemType: tt.elemType ?? 0 };
-  if (tt.shape) {
-    info.dims = (tt.shape.dim ?? []).map((d) => {
-      if (d.dimParam) return d.dimParam;
-      if (d.dimValue !== null && d.dimValue !== undefined && Object.hasOwn(d, "dimValue")) {
-        return num(d.dimValue as number);
-      }
-      return fresh();
-    });
-  }
+  info.dims = declaredDims(v)?.map((d) => d ?? fresh());
   return info;
 }
 
@@ -292,7 +281,7 @@ const UNARY = new Set([
   "IsNaN",
   "IsInf",
 ]);
-const BOOL_OUT = new Set([
+const COMPARISONS = [
   "Equal",
   "Less",
   "Greater",
@@ -301,29 +290,12 @@ const BOOL_OUT = new Set([
   "And",
   "Or",
   "Xor",
-  "Not",
-  "IsNaN",
-  "IsInf",
-]);
+];
+const BOOL_OUT = new Set([...COMPARISONS, "Not", "IsNaN", "IsInf"]);
 const BINARY = new Set([
-  "Add",
-  "Sub",
-  "Mul",
-  "Div",
-  "Pow",
-  "Max",
-  "Min",
-  "Mod",
-  "Equal",
-  "Less",
-  "Greater",
-  "LessOrEqual",
-  "GreaterOrEqual",
-  "And",
-  "Or",
-  "Xor",
-  "PRelu",
-  "BitShift",
+  ...["Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mod"],
+  ...COMPARISONS,
+  ...["PRelu", "BitShift"],
 ]);
 
 function unaryValue(op: string, v: Dim[] | undefined, fresh: () => string): Dim[] | undefined {
@@ -398,7 +370,7 @@ function binaryValue(
 function castValue(v: Dim[] | undefined, to: number): Dim[] | undefined {
   if (!v) return undefined;
   if (to === DataType.BOOL) return v.map((x) => (typeof x === "number" ? Number(x !== 0) : x));
-  if (INT_OR_BOOL.has(to)) return v.map((x) => (typeof x === "number" ? Math.trunc(x) : x));
+  if (INT_TYPES.has(to)) return v.map((x) => (typeof x === "number" ? Math.trunc(x) : x));
   if (to === DataType.FLOAT || to === DataType.DOUBLE) return v;
   return undefined;
 }
@@ -518,7 +490,7 @@ function inferNode(
     const elemType = BOOL_OUT.has(op) ? DataType.BOOL : x?.elemType ?? y?.elemType ?? 0;
     const dims = broadcast([x?.dims, y?.dims], fresh);
     const value = dims && dims.length <= 1
-      ? binaryValue(op, x?.value, y?.value, INT_OR_BOOL.has(x?.elemType ?? 0), fresh)
+      ? binaryValue(op, x?.value, y?.value, INT_TYPES.has(x?.elemType ?? 0), fresh)
       : undefined;
     return [{ elemType, dims, value }];
   }

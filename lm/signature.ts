@@ -7,6 +7,7 @@ import { consumers, makeNode, pruneTo, topoSort } from "./graph.ts";
 import {
   cloneModel,
   DataType,
+  declaredDims,
   type GraphProto,
   HALF_TYPES,
   INT_TYPES,
@@ -15,10 +16,8 @@ import {
   type NodeProto,
   num,
   onnx,
-  tensorDims,
-  type TensorProto,
-  tensorToArray,
   type ValueInfoProto,
+  widenHalfTensor,
 } from "./onnx.ts";
 import { ort } from "./session.ts";
 
@@ -50,9 +49,7 @@ const SUPPORTED = "splice feeds input_ids, attention_mask, position_ids and cach
 const elemTypeOf = (v: ValueInfoProto) => v.type?.tensorType?.elemType ?? 0;
 
 function dimsOf(v: ValueInfoProto): (number | string | undefined)[] {
-  return (v.type?.tensorType?.shape?.dim ?? []).map((d) =>
-    d.dimParam ? d.dimParam : Object.hasOwn(d, "dimValue") ? num(d.dimValue as number) : undefined
-  );
+  return declaredDims(v) ?? [];
 }
 
 /** Renames tensor `from` to `to` in every node input, subgraphs included. */
@@ -144,25 +141,6 @@ function inlineNoCacheBranch(g: GraphProto): number {
   return ifs.length;
 }
 
-/** IEEE half (bits) → float32. */
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * (1 + f / 1024) * 2 ** (e - 15);
-}
-
-function toFloat32(t: TensorProto): TensorProto {
-  const dt = t.dataType ?? 0;
-  const bits = tensorToArray(t) as Uint16Array;
-  const out = new Float32Array(bits.length);
-  if (dt === DataType.BFLOAT16) {
-    const u = new Uint32Array(out.buffer);
-    for (let i = 0; i < bits.length; i++) u[i] = bits[i] << 16;
-  } else for (let i = 0; i < bits.length; i++) out[i] = halfToFloat(bits[i]);
-  return makeTensor(t.name ?? "", out, tensorDims(t), DataType.FLOAT);
-}
-
 interface HalfCounts {
   initializers: number;
   /** Signs of fp16 compute: casts to fp16, fp16 graph inputs/outputs, half constants. */
@@ -182,7 +160,7 @@ function halfToFloat32(g: GraphProto, c: HalfCounts): void {
   g.initializer = (g.initializer ?? []).map((t) => {
     if (!HALF_TYPES.has(t.dataType ?? 0)) return t;
     c.initializers++;
-    return toFloat32(t);
+    return widenHalfTensor(t);
   });
   for (const v of [...(g.input ?? []), ...(g.output ?? [])]) retype(v, c, true);
   for (const v of g.valueInfo ?? []) retype(v, c, false);
@@ -190,11 +168,13 @@ function halfToFloat32(g: GraphProto, c: HalfCounts): void {
   for (const n of g.node ?? []) {
     for (const a of n.attribute ?? []) {
       if (a.type === T.TENSOR && a.t && HALF_TYPES.has(a.t.dataType ?? 0)) {
-        a.t = toFloat32(a.t);
+        a.t = widenHalfTensor(a.t);
         if (n.opType !== "ConstantOfShape") c.compute++;
       }
       if (a.type === T.TENSORS && a.tensors) {
-        a.tensors = a.tensors.map((t) => (HALF_TYPES.has(t.dataType ?? 0) ? toFloat32(t) : t));
+        a.tensors = a.tensors.map((
+          t,
+        ) => (HALF_TYPES.has(t.dataType ?? 0) ? widenHalfTensor(t) : t));
       }
       if (
         a.type === T.INT && (a.name === "to" || a.name === "dtype") &&

@@ -4,13 +4,13 @@
 //
 // Definitions (fixtures/tiny-neox/README.md): kl = Σ_v p_clean·(log p_clean − log p_spliced);
 // ce at positions 0..T−2 against the next token; gradients are of the means over tokens.
+import { makeNode } from "./graph.ts";
 import {
-  type AttributeProto,
   cloneModel,
   DataType,
+  makeTensor,
   type ModelProto,
   type NodeProto,
-  onnx,
   type ValueInfoProto,
 } from "./onnx.ts";
 import { buildGradient, exampleShapes } from "./autodiff/builder.ts";
@@ -23,14 +23,6 @@ export class SpliceGradError extends Error {
 
 // Clones share the weights' bytes (cloneModel): a re-encode would copy them, and fail past
 // protobuf's 2 GB.
-const clone = cloneModel;
-
-function attrsOf(a: Record<string, number | number[]>): AttributeProto[] {
-  const T = onnx.AttributeProto.AttributeType;
-  return Object.entries(a).map(([name, v]) =>
-    Array.isArray(v) ? { name, type: T.INTS, ints: v } : { name, type: T.INT, i: v }
-  );
-}
 
 function node(
   op: string,
@@ -38,31 +30,12 @@ function node(
   output: string,
   attrs: Record<string, number | number[]> = {},
 ): NodeProto {
-  return onnx.NodeProto.create({
-    opType: op,
-    name: output,
-    input: inputs,
-    output: [output],
-    attribute: attrsOf(attrs),
-  });
+  return makeNode(op, inputs, [output], attrs, output);
 }
 
 function intsConst(name: string, values: number[]): NodeProto {
-  return onnx.NodeProto.create({
-    opType: "Constant",
-    name,
-    output: [name],
-    attribute: [{
-      name: "value",
-      type: onnx.AttributeProto.AttributeType.TENSOR,
-      t: {
-        name,
-        dataType: DataType.INT64,
-        dims: [values.length],
-        rawData: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer),
-      },
-    }],
-  });
+  const value = makeTensor(name, BigInt64Array.from(values.map(BigInt)), [values.length]);
+  return makeNode("Constant", [], [name], { value }, name);
 }
 
 type Dim = { dimValue?: number; dimParam?: string };
@@ -93,7 +66,7 @@ function hookDims(model: ModelProto, hook: string): Dim[] {
 
 /** The whole graph, also returning the hook tensor and the clean log-probs. */
 export function tapModel(model: ModelProto, hook: string): ModelProto {
-  const m = clone(model);
+  const m = cloneModel(model);
   const g = m.graph!;
   const logits = logitsName(m);
   const dims = hookDims(model, hook);
@@ -112,7 +85,7 @@ export function tapModel(model: ModelProto, hook: string): ModelProto {
  * suffix still reads); outputs logits, kl_per_token, kl_mean, ce_per_token, ce_mean.
  */
 export function suffixWithLosses(model: ModelProto, hook: string): ModelProto {
-  const m = clone(model);
+  const m = cloneModel(model);
   const g = m.graph!;
   const logits = logitsName(m);
   const dims = hookDims(model, hook);

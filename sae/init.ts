@@ -1,18 +1,7 @@
 // SAE initialisation: decoder rows random unit vectors (seeded), encoder = decoder transpose,
 // b_enc = 0, b_dec = geometric median (Weiszfeld) or mean of a sample of activations.
+import { mulberry32 } from "../lib/rng.ts";
 import type { Sae, SaeConfig } from "./types.ts";
-
-/** mulberry32: a small seeded generator, so an init is reproducible from its seed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface InitOptions {
   seed: number;
@@ -24,7 +13,8 @@ export interface InitOptions {
 
 export function initSae(cfg: SaeConfig, opts: InitOptions): Sae {
   const { dIn: d, dSae: n } = cfg;
-  const u = seeded(opts.seed);
+  // Seeded, so an init is reproducible from its seed.
+  const u = mulberry32(opts.seed);
   const normal = () =>
     Math.sqrt(-2 * Math.log(Math.max(u(), 1e-300))) * Math.cos(2 * Math.PI * u());
   const W_dec = new Float32Array(n * d);
@@ -115,7 +105,7 @@ export function geometricMedian(
  * JumpReLU's initial θ for a target L0: with W_enc's columns random unit vectors a latent's
  * pre-activation over tokens is about N(0, σ²) with σ² = E‖x‖²/d_in, so θ = σ·Φ⁻¹(1 − L0/d_sae)
  * makes about L0 latents fire per token at the first step rather than d_sae/2 (peers start at
- * θ = 0.001 and let the penalty get there; train/scratch_defaults.ts asks for 4·target_l0).
+ * θ = 0.001 and let the penalty get there; train/scratch_defaults.ts asks for 8·target_l0).
  */
 export function jumpThresholdFor(targetL0: number, dSae: number, sigma: number): number {
   if (!(targetL0 > 0 && targetL0 < dSae)) {

@@ -9,6 +9,8 @@ import { join } from "node:path";
 import { FileAccessError, readConfined, resolveInside } from "../lib/confined_fs.ts";
 import { TOPK_MAX_K } from "../gpu/topk.ts";
 import {
+  f32,
+  FLOAT_DTYPES,
   parseSafetensors,
   readSafetensors,
   type StFile,
@@ -33,13 +35,6 @@ const SAELENS_FORMAT_VERSION = "6.0.0";
 // ---------------------------------------------------------------------------------------------
 // Tensors
 
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * (1 + f / 1024) * 2 ** (e - 15);
-}
-
 /** A float tensor as f32, refusing NaN and ±Inf: one such weight poisons every step after it. */
 function floats(t: StTensor, name: string): Float32Array {
   const out = anyFloats(t, name);
@@ -53,27 +48,12 @@ function floats(t: StTensor, name: string): Float32Array {
   return out;
 }
 
-/** A float tensor as f32 (F32 copied bit-exactly; F64, F16, BF16 converted). */
+/** A float tensor as a fresh f32 array (F32 copied bit-exactly; F64, F16, BF16 converted). */
 function anyFloats(t: StTensor, name: string): Float32Array {
-  const b = t.bytes;
-  switch (t.dtype) {
-    case "F32":
-      return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-    case "F64":
-      return Float32Array.from(new Float64Array(b.buffer, b.byteOffset, b.byteLength / 8));
-    case "F16":
-      return Float32Array.from(
-        new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2),
-        halfToFloat,
-      );
-    case "BF16": {
-      const u16 = new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2);
-      const u32 = Uint32Array.from(u16, (v) => v << 16);
-      return new Float32Array(u32.buffer);
-    }
-    default:
-      throw new SaeFormatError(`tensor "${name}": expected a float dtype, found ${t.dtype}`);
+  if (!FLOAT_DTYPES.has(t.dtype)) {
+    throw new SaeFormatError(`tensor "${name}": expected a float dtype, found ${t.dtype}`);
   }
+  return t.dtype === "F32" ? f32(t, name).slice() : f32(t, name);
 }
 
 function intScalar(t: StTensor, name: string): number {

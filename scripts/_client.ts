@@ -1,5 +1,7 @@
 // What the scripts share as clients of the service: start it as a child process, call its JSON
 // API, follow a job's SSE stream to the end.
+import { readSseStream } from "../lib/sse.ts";
+
 export const ROOT = new URL("../", import.meta.url).pathname;
 
 /** A loopback port free at the time of the call. */
@@ -64,29 +66,16 @@ export async function followEvents<R>(
   onEvent: (event: string, data: Record<string, unknown>) => void,
 ): Promise<R> {
   const res = await fetch(eventsUrl);
-  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = "", result: R | null = null;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buf += value;
-    let i;
-    while ((i = buf.indexOf("\n\n")) >= 0) {
-      const block = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      const ev = Object.fromEntries(
-        block.split("\n").filter((l) => !l.startsWith(":") && l.includes(":")).map((
-          l,
-        ) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 2)]),
-      );
-      if (!ev.data) continue;
-      const data = JSON.parse(ev.data);
-      onEvent(ev.event, data);
-      if (ev.event === "result") result = data;
-      else if (ev.event === "error") throw new Error(`${label} failed: ${data.message}`);
-      else if (ev.event === "state" && data.state === "cancelled") {
-        throw new Error(`${label} was cancelled`);
-      }
+  if (!res.ok || !res.body) throw new Error(`${label}: GET ${eventsUrl} answered ${res.status}`);
+  let result: R | null = null;
+  for await (const ev of readSseStream(res.body)) {
+    if (!ev.data) continue;
+    const data = JSON.parse(ev.data);
+    onEvent(ev.event ?? "", data);
+    if (ev.event === "result") result = data;
+    else if (ev.event === "error") throw new Error(`${label} failed: ${data.message}`);
+    else if (ev.event === "state" && data.state === "cancelled") {
+      throw new Error(`${label} was cancelled`);
     }
   }
   if (!result) throw new Error(`${label}: the stream ended without a result`);

@@ -5,25 +5,20 @@
 // get distinct primes ≥ 3), with shape subgraphs computed and big float tensors carried as dims
 // only. Axes that are 1 at example dims and broadcast against a bigger dim are literal 1s, so the
 // un-broadcast ReduceSum axes found there hold for every run.
+import { makeNode, opsetVersion } from "../graph.ts";
 import {
   cloneModel,
   DataType,
+  FLOAT_TYPES,
   type ModelProto,
   type NodeProto,
+  num,
   onnx,
   type ValueInfoProto,
 } from "../onnx.ts";
-import {
-  type ETensor,
-  evalGraph,
-  FLOAT_TYPES,
-  numel,
-  opsetOf,
-  tensorToProto,
-  toNum,
-  UNKNOWN,
-} from "./eval.ts";
+import { type ETensor, evalGraph, numel, tensorToProto, UNKNOWN } from "./eval.ts";
 import { RULES } from "./rules/index.ts";
+import { GradientBuildError, type RuleContext } from "./rule.ts";
 import { parseLin } from "../shapes.ts";
 
 export class NoGradientRuleError extends Error {
@@ -34,10 +29,6 @@ export class NoGradientRuleError extends Error {
         `add a rule in lm/autodiff/rules/ or choose a hook/loss that avoids this op`,
     );
   }
-}
-
-export class GradientBuildError extends Error {
-  override name = "GradientBuildError";
 }
 
 export interface GradientOptions {
@@ -52,47 +43,6 @@ export interface GradientOptions {
   /** Keep the forward outputs other than the loss (default true). */
   keepOutputs?: boolean;
 }
-
-/** What a rule sees: the forward node, its tensors' example shapes, and an emitter. */
-export interface RuleContext {
-  node: NodeProto;
-  opset: number;
-  /** Input name i ("" if absent). */
-  x(i: number): string;
-  /** Output name i. */
-  y(i: number): string;
-  /** Gradient of output i, or null if nothing downstream depends on it. */
-  gy(i: number): string | null;
-  /** Whether input i needs a gradient. */
-  needs(i: number): boolean;
-  shape(name: string): number[];
-  rank(name: string): number;
-  dtype(name: string): number;
-  /** Known value of a (small) tensor at example dims, or null. */
-  value(name: string): Float64Array | null;
-  emit(
-    op: string,
-    inputs: string[],
-    attrs?: Record<string, number | number[] | string>,
-    nOut?: number,
-  ): string[];
-  op(op: string, inputs: string[], attrs?: Record<string, number | number[] | string>): string;
-  /** A float constant of the dtype of `like`. */
-  scalar(v: number, like: string): string;
-  ints(values: number[]): string;
-  zerosLike(name: string): string;
-  /**
-   * Sums g over the axes that broadcasting added, down to the shape of `x`. `gDims` are g's
-   * example dims (default: those of output 0).
-   */
-  unbroadcast(g: string, x: string, gDims?: number[]): string;
-  reduceSum(x: string, axes: number[], keepdims: boolean): string;
-  reduceMean(x: string, axes: number[], keepdims: boolean): string;
-  unsqueeze(x: string, axes: number[]): string;
-  error(msg: string): GradientBuildError;
-}
-
-export type Rule = (c: RuleContext) => (string | null)[];
 
 /** Input indices a gradient can flow through, per op (default: all). */
 export const DIFF_INPUTS: Record<string, number[]> = {
@@ -142,7 +92,7 @@ function dimsOfValueInfo(
   return (shp.dim ?? []).map((d, i) => {
     // A dim_value of 0 is a real 0 (an empty past), not an unset dim.
     if (!d.dimParam && Object.hasOwn(d, "dimValue") && d.dimValue !== null) {
-      return toNum(d.dimValue);
+      return num(d.dimValue);
     }
     // Dim names that are sums ("past_sequence_length + 1") get the sum of their terms' values,
     // so that they agree with the tensors they are computed from.
@@ -279,32 +229,11 @@ function hasRule(n: NodeProto): boolean {
   return domainOk && Object.hasOwn(RULES, n.opType!);
 }
 
-const toAttr = (name: string, v: number | number[] | string) => {
-  if (typeof v === "string") {
-    return onnx.AttributeProto.create({
-      name,
-      type: onnx.AttributeProto.AttributeType.STRING,
-      s: new TextEncoder().encode(v),
-    });
-  }
-  if (Array.isArray(v)) {
-    return onnx.AttributeProto.create({
-      name,
-      type: onnx.AttributeProto.AttributeType.INTS,
-      ints: v,
-    });
-  }
-  if (Number.isInteger(v) && name !== "alpha" && name !== "beta" && name !== "epsilon") {
-    return onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.INT, i: v });
-  }
-  return onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.FLOAT, f: v });
-};
-
 /** Returns a copy of `model` that also outputs `<wrt>_grad` = ∂loss/∂wrt. */
 export function buildGradient(model0: ModelProto, opts: GradientOptions): ModelProto {
   // A clone that shares the weights' bytes: a re-encode would copy them (and fail past 2 GB).
   const model = cloneModel(model0);
-  const opset = opsetOf(model);
+  const opset = opsetVersion(model);
   if (opset < 13) {
     throw new GradientBuildError(
       `opset ${opset} < 13: re-export the model with opset ≥ 13 (17 recommended)`,
@@ -343,13 +272,7 @@ export function buildGradient(model0: ModelProto, opts: GradientOptions): ModelP
     nOut = 1,
   ) => {
     const outs = Array.from({ length: nOut }, () => fresh(op));
-    newNodes.push(onnx.NodeProto.create({
-      opType: op,
-      name: outs[0],
-      input: inputs,
-      output: outs,
-      attribute: Object.entries(attrs).map(([k, v]) => toAttr(k, v)),
-    }));
+    newNodes.push(makeNode(op, inputs, outs, attrs, outs[0]));
     return outs;
   };
   const constant = (dtype: number, dims: number[], values: number[]) => {
@@ -357,16 +280,9 @@ export function buildGradient(model0: ModelProto, opts: GradientOptions): ModelP
     const hit = constCache.get(key);
     if (hit) return hit;
     const name = fresh("const");
-    newNodes.push(onnx.NodeProto.create({
-      opType: "Constant",
-      name,
-      output: [name],
-      attribute: [onnx.AttributeProto.create({
-        name: "value",
-        type: onnx.AttributeProto.AttributeType.TENSOR,
-        t: tensorToProto(name, dtype, dims, values),
-      })],
-    }));
+    newNodes.push(
+      makeNode("Constant", [], [name], { value: tensorToProto(name, dtype, dims, values) }, name),
+    );
     constCache.set(key, name);
     return name;
   };
@@ -424,17 +340,8 @@ export function buildGradient(model0: ModelProto, opts: GradientOptions): ModelP
     const t = shapeOf(n);
     const shp = emit("Shape", [n])[0];
     const name = fresh("zeros");
-    newNodes.push(onnx.NodeProto.create({
-      opType: "ConstantOfShape",
-      name,
-      input: [shp],
-      output: [name],
-      attribute: [onnx.AttributeProto.create({
-        name: "value",
-        type: onnx.AttributeProto.AttributeType.TENSOR,
-        t: tensorToProto("value", t.dtype, [1], [0]),
-      })],
-    }));
+    const value = tensorToProto("value", t.dtype, [1], [0]);
+    newNodes.push(makeNode("ConstantOfShape", [shp], [name], { value }, name));
     return name;
   };
   const accumulate = (tensor: string, parts: string[]) => {
@@ -449,17 +356,10 @@ export function buildGradient(model0: ModelProto, opts: GradientOptions): ModelP
   {
     const t = info(opts.loss);
     const name = fresh("seed");
-    newNodes.push(onnx.NodeProto.create({
-      opType: "ConstantOfShape",
-      name,
-      input: [emit("Shape", [opts.loss])[0]],
-      output: [name],
-      attribute: [onnx.AttributeProto.create({
-        name: "value",
-        type: onnx.AttributeProto.AttributeType.TENSOR,
-        t: tensorToProto("value", t.dtype, [1], [1]),
-      })],
-    }));
+    const value = tensorToProto("value", t.dtype, [1], [1]);
+    newNodes.push(
+      makeNode("ConstantOfShape", [emit("Shape", [opts.loss])[0]], [name], { value }, name),
+    );
     grads.set(opts.loss, [name]);
   }
 
@@ -490,14 +390,7 @@ export function buildGradient(model0: ModelProto, opts: GradientOptions): ModelP
     if (taken.has(outName)) {
       throw new GradientBuildError(`output name "${outName}" is already used`);
     }
-    g.node.push(
-      onnx.NodeProto.create({
-        opType: "Identity",
-        name: outName,
-        input: [total],
-        output: [outName],
-      }),
-    );
+    g.node.push(makeNode("Identity", [total], [outName], {}, outName));
     const vi = valueInfo.get(w);
     const t = info(w);
     g.output!.push(onnx.ValueInfoProto.create({

@@ -2,14 +2,24 @@
 // (big float tensors carry only dims; shape subgraphs carry values) to learn ranks, dtypes and
 // broadcast axes at example dims; (2) tests run it fully as the float64 reference.
 import {
-  type AttributeProto,
+  findAttr,
+  getFloatAttr,
+  getIntAttr,
+  getIntsAttr,
+  getStringAttr,
+  opsetVersion,
+} from "../graph.ts";
+import {
   DataType,
+  FLOAT_TYPES,
   INT_TYPES,
+  type Long,
   type ModelProto,
   type NodeProto,
+  num,
   onnx,
+  type TensorProto,
 } from "../onnx.ts";
-import type { TensorProto } from "../onnx.ts";
 
 export interface ETensor {
   dtype: number;
@@ -29,13 +39,6 @@ export class UnsupportedOpError extends EvalError {
 /** dtype of tensors whose producer the evaluator does not know (shape mode only). */
 export const UNKNOWN = -1;
 
-export const FLOAT_TYPES = new Set<number>([
-  DataType.FLOAT,
-  DataType.DOUBLE,
-  DataType.FLOAT16,
-  DataType.BFLOAT16,
-]);
-
 export const numel = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);
 
 function strides(dims: readonly number[]): number[] {
@@ -44,39 +47,9 @@ function strides(dims: readonly number[]): number[] {
   return s;
 }
 
-export function toNum(v: unknown): number {
-  if (typeof v === "number") return v;
-  if (typeof v === "bigint") return Number(v);
-  if (v && typeof v === "object" && "low" in v) {
-    // protobufjs Long
-    return (v as unknown as { toNumber(): number }).toNumber();
-  }
-  return Number(v);
-}
-
-export function attr(node: NodeProto, name: string): AttributeProto | undefined {
-  return node.attribute?.find((a) => a.name === name);
-}
-export function attrInt(node: NodeProto, name: string, dflt: number): number {
-  const a = attr(node, name);
-  return a ? toNum(a.i) : dflt;
-}
-export function attrFloat(node: NodeProto, name: string, dflt: number): number {
-  const a = attr(node, name);
-  return a ? (a.f ?? 0) : dflt;
-}
-export function attrInts(node: NodeProto, name: string): number[] | undefined {
-  const a = attr(node, name);
-  return a ? (a.ints ?? []).map(toNum) : undefined;
-}
-export function attrString(node: NodeProto, name: string, dflt: string): string {
-  const a = attr(node, name);
-  return a?.s ? new TextDecoder().decode(a.s) : dflt;
-}
-
 /** Decodes a TensorProto (raw_data or typed fields) into float64 values. */
 export function tensorFromProto(t: TensorProto, withData = true): ETensor {
-  const dims = (t.dims ?? []).map(toNum);
+  const dims = (t.dims ?? []).map(num);
   const dtype = t.dataType ?? DataType.FLOAT;
   // Weights stored outside the model file are never needed for shapes: keep their dims only.
   if (!withData || t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
@@ -114,7 +87,7 @@ export function tensorFromProto(t: TensorProto, withData = true): ETensor {
     }
     return { dtype, dims, data: out };
   }
-  const src: unknown[] = dtype === DataType.FLOAT
+  const src: (number | Long)[] = dtype === DataType.FLOAT
     ? (t.floatData ?? [])
     : dtype === DataType.DOUBLE
     ? (t.doubleData ?? [])
@@ -122,7 +95,7 @@ export function tensorFromProto(t: TensorProto, withData = true): ETensor {
     ? (t.int64Data ?? [])
     : (t.int32Data ?? []);
   if (src.length !== n) throw new EvalError(`tensor ${t.name}: ${src.length} values for ${n}`);
-  for (let i = 0; i < n; i++) out[i] = toNum(src[i]);
+  for (let i = 0; i < n; i++) out[i] = num(src[i]);
   return { dtype, dims, data: out };
 }
 
@@ -414,12 +387,12 @@ export function evalNode(
   const isInt = (t: ETensor) => INT_TYPES.has(t.dtype);
   switch (op) {
     case "Constant": {
-      const v = attr(node, "value");
+      const v = findAttr(node, "value");
       if (v?.t) return [tensorFromProto(v.t)];
-      const vf = attr(node, "value_float"), vi = attr(node, "value_int");
-      const vfs = attr(node, "value_floats"), vis = attr(node, "value_ints");
+      const vf = findAttr(node, "value_float"), vi = findAttr(node, "value_int");
+      const vfs = findAttr(node, "value_floats"), vis = findAttr(node, "value_ints");
       if (vf) return [{ dtype: DataType.FLOAT, dims: [], data: Float64Array.of(vf.f ?? 0) }];
-      if (vi) return [{ dtype: DataType.INT64, dims: [], data: Float64Array.of(toNum(vi.i)) }];
+      if (vi) return [{ dtype: DataType.INT64, dims: [], data: Float64Array.of(num(vi.i)) }];
       if (vfs) {
         return [{
           dtype: DataType.FLOAT,
@@ -428,7 +401,7 @@ export function evalNode(
         }];
       }
       if (vis) {
-        const d = vis.ints!.map(toNum);
+        const d = vis.ints!.map(num);
         return [{ dtype: DataType.INT64, dims: [d.length], data: Float64Array.from(d) }];
       }
       throw new EvalError(`${what}: unsupported Constant form`);
@@ -436,12 +409,12 @@ export function evalNode(
     case "Identity":
       return [x];
     case "Cast": {
-      const to = attrInt(node, "to", 1);
+      const to = getIntAttr(node, "to", 1);
       return [elementwise([x], to, (v) => castValue(v, to), what)];
     }
     case "Shape": {
       const r = x.dims.length;
-      let s = attrInt(node, "start", 0), e = attrInt(node, "end", r);
+      let s = getIntAttr(node, "start", 0), e = getIntAttr(node, "end", r);
       s = Math.min(Math.max(normAxis(s, r), 0), r);
       e = Math.min(Math.max(normAxis(e, r), 0), r);
       const d = x.dims.slice(s, e);
@@ -451,7 +424,7 @@ export function evalNode(
       return [{ dtype: DataType.INT64, dims: [], data: Float64Array.of(numel(x.dims)) }];
     case "ConstantOfShape": {
       const dims = intsOf(x, what);
-      const v = attr(node, "value");
+      const v = findAttr(node, "value");
       const t = v?.t
         ? tensorFromProto(v.t)
         : { dtype: DataType.FLOAT, dims: [1], data: Float64Array.of(0) };
@@ -542,8 +515,8 @@ export function evalNode(
     case "MatMul":
       return [matmul(x, ins[1]!, x.dtype)];
     case "Gemm": {
-      const ta = attrInt(node, "transA", 0), tb = attrInt(node, "transB", 0);
-      const alpha = attrFloat(node, "alpha", 1), beta = attrFloat(node, "beta", 1);
+      const ta = getIntAttr(node, "transA", 0), tb = getIntAttr(node, "transB", 0);
+      const alpha = getFloatAttr(node, "alpha", 1), beta = getFloatAttr(node, "beta", 1);
       const a = ta ? transpose(x, [1, 0]) : x, b = tb ? transpose(ins[1]!, [1, 0]) : ins[1]!;
       let y = matmul(a, b, x.dtype);
       y = elementwise([y], y.dtype, (v) => alpha * v, what);
@@ -551,12 +524,12 @@ export function evalNode(
       return [y];
     }
     case "Transpose": {
-      const perm = attrInts(node, "perm") ?? [...Array(x.dims.length).keys()].reverse();
+      const perm = getIntsAttr(node, "perm") ?? [...Array(x.dims.length).keys()].reverse();
       return [transpose(x, perm)];
     }
     case "Reshape": {
       const want = intsOf(ins[1], what);
-      const allowZero = attrInt(node, "allowzero", 0);
+      const allowZero = getIntAttr(node, "allowzero", 0);
       const dims = want.map((d, i) => (d === 0 && !allowZero ? x.dims[i] : d));
       const known = dims.filter((d) => d !== -1).reduce((a, b) => a * b, 1);
       const dd = dims.map((d) => (d === -1 ? numel(x.dims) / known : d));
@@ -566,7 +539,7 @@ export function evalNode(
       return [{ dtype: x.dtype, dims: dd, data: x.data }];
     }
     case "Flatten": {
-      const a = normAxis(attrInt(node, "axis", 1), x.dims.length);
+      const a = normAxis(getIntAttr(node, "axis", 1), x.dims.length);
       return [{
         dtype: x.dtype,
         dims: [numel(x.dims.slice(0, a)), numel(x.dims.slice(a))],
@@ -574,7 +547,7 @@ export function evalNode(
       }];
     }
     case "Unsqueeze": {
-      const axes0 = ctx.opset >= 13 ? intsOf(ins[1], what) : attrInts(node, "axes")!;
+      const axes0 = ctx.opset >= 13 ? intsOf(ins[1], what) : getIntsAttr(node, "axes")!;
       const r = x.dims.length + axes0.length;
       const axes = new Set(axes0.map((a) => normAxis(a, r)));
       const dims: number[] = [];
@@ -585,7 +558,7 @@ export function evalNode(
     case "Squeeze": {
       const axes0 = ctx.opset >= 13
         ? (ins[1] ? intsOf(ins[1], what) : null)
-        : attrInts(node, "axes") ?? null;
+        : getIntsAttr(node, "axes") ?? null;
       const r = x.dims.length;
       const axes = new Set(
         axes0 ? axes0.map((a) => normAxis(a, r)) : x.dims.flatMap((d, i) => d === 1 ? [i] : []),
@@ -594,7 +567,7 @@ export function evalNode(
     }
     case "Concat": {
       const parts = ins.filter((t): t is ETensor => !!t);
-      const a = normAxis(attrInt(node, "axis", 0), x.dims.length);
+      const a = normAxis(getIntAttr(node, "axis", 0), x.dims.length);
       const dims = x.dims.slice();
       dims[a] = parts.reduce((s, t) => s + t.dims[a], 0);
       if (parts.some((t) => !t.data)) return [{ dtype: x.dtype, dims, data: null }];
@@ -611,11 +584,11 @@ export function evalNode(
       return [{ dtype: x.dtype, dims, data: out }];
     }
     case "Split": {
-      const a = normAxis(attrInt(node, "axis", 0), x.dims.length);
+      const a = normAxis(getIntAttr(node, "axis", 0), x.dims.length);
       const nOut = node.output!.length;
       let sizes = ctx.opset >= 13
         ? (ins[1] ? intsOf(ins[1], what) : null)
-        : attrInts(node, "split") ?? null;
+        : getIntsAttr(node, "split") ?? null;
       if (!sizes) {
         const c = Math.ceil(x.dims[a] / nOut);
         sizes = Array.from({ length: nOut }, (_, i) => Math.min(c, x.dims[a] - i * c));
@@ -636,9 +609,9 @@ export function evalNode(
         axes = ins[3] ? intsOf(ins[3], what) : undefined;
         steps = ins[4] ? intsOf(ins[4], what) : undefined;
       } else {
-        starts = attrInts(node, "starts")!;
-        ends = attrInts(node, "ends")!;
-        axes = attrInts(node, "axes");
+        starts = getIntsAttr(node, "starts")!;
+        ends = getIntsAttr(node, "ends")!;
+        axes = getIntsAttr(node, "axes");
       }
       axes ??= starts.map((_, i) => i);
       let y = x;
@@ -661,7 +634,7 @@ export function evalNode(
       return [y];
     }
     case "Gather": {
-      const r = x.dims.length, a = normAxis(attrInt(node, "axis", 0), r);
+      const r = x.dims.length, a = normAxis(getIntAttr(node, "axis", 0), r);
       const ind = ins[1]!;
       const dims = [...x.dims.slice(0, a), ...ind.dims, ...x.dims.slice(a + 1)];
       if (!x.data || !ind.data) return [{ dtype: x.dtype, dims, data: null }];
@@ -670,7 +643,7 @@ export function evalNode(
       return [{ dtype: x.dtype, dims, data: g.data }];
     }
     case "GatherElements": {
-      const ind = ins[1]!, r = x.dims.length, a = normAxis(attrInt(node, "axis", 0), r);
+      const ind = ins[1]!, r = x.dims.length, a = normAxis(getIntAttr(node, "axis", 0), r);
       if (!x.data || !ind.data) return [{ dtype: x.dtype, dims: ind.dims.slice(), data: null }];
       const xs = strides(x.dims), is = strides(ind.dims);
       const out = new Float64Array(ind.data.length);
@@ -695,7 +668,7 @@ export function evalNode(
     }
     case "Pad": {
       const pads = intsOf(ins[1], what), r = x.dims.length;
-      if (attrString(node, "mode", "constant") !== "constant" || ins[3]) {
+      if (getStringAttr(node, "mode", "constant") !== "constant" || ins[3]) {
         throw new EvalError(`${what}: only constant mode over all axes is supported`);
       }
       const cv = ins[2]?.data ? ins[2].data[0] : 0;
@@ -724,7 +697,7 @@ export function evalNode(
         throw new EvalError(`${what}: opset < 13 Softmax semantics not supported`);
       }
       const log = op === "LogSoftmax";
-      return [lanes(x, attrInt(node, "axis", -1), (v) => {
+      return [lanes(x, getIntAttr(node, "axis", -1), (v) => {
         const m = Math.max(...v);
         let s = 0;
         for (let i = 0; i < v.length; i++) s += Math.exp(v[i] - m);
@@ -735,8 +708,8 @@ export function evalNode(
     }
     case "LayerNormalization":
     case "SimplifiedLayerNormalization": {
-      const r = x.dims.length, a = normAxis(attrInt(node, "axis", -1), r);
-      const eps = attrFloat(node, "epsilon", 1e-5);
+      const r = x.dims.length, a = normAxis(getIntAttr(node, "axis", -1), r);
+      const eps = getFloatAttr(node, "epsilon", 1e-5);
       if (!x.data || !ins[1]?.data || (ins[2] && !ins[2].data)) return [{ ...x, data: null }];
       const n = numel(x.dims.slice(a)), outer = numel(x.dims.slice(0, a));
       const sm = bcastIndex(ins[1].dims, x.dims.slice(a));
@@ -762,14 +735,14 @@ export function evalNode(
       const axesFromInput = op === "ReduceSum" ? ctx.opset >= 13 : ctx.opset >= 18;
       const axes = axesFromInput
         ? (ins[1] ? intsOf(ins[1], what) : null)
-        : attrInts(node, "axes") ?? null;
-      const keep = attrInt(node, "keepdims", 1) === 1;
-      if ((!axes || !axes.length) && attrInt(node, "noop_with_empty_axes", 0)) return [x];
+        : getIntsAttr(node, "axes") ?? null;
+      const keep = getIntAttr(node, "keepdims", 1) === 1;
+      if ((!axes || !axes.length) && getIntAttr(node, "noop_with_empty_axes", 0)) return [x];
       const kind = op === "ReduceSum" ? "sum" : op === "ReduceMean" ? "mean" : "max";
       return [reduce(x, axes, keep, kind)];
     }
     case "Trilu": {
-      const upper = attrInt(node, "upper", 1), k = ins[1] ? intsOf(ins[1], what)[0] : 0;
+      const upper = getIntAttr(node, "upper", 1), k = ins[1] ? intsOf(ins[1], what)[0] : 0;
       if (!x.data) return [{ ...x, data: null }];
       const [m, n] = x.dims.slice(-2);
       const out = Float64Array.from(x.data);
@@ -784,18 +757,19 @@ export function evalNode(
     case "IsNaN":
       return [elementwise([x], DataType.BOOL, (v) => Number(Number.isNaN(v)), what)];
     case "IsInf": {
-      const pos = attrInt(node, "detect_positive", 1), neg = attrInt(node, "detect_negative", 1);
+      const pos = getIntAttr(node, "detect_positive", 1),
+        neg = getIntAttr(node, "detect_negative", 1);
       const f = (v: number) => Number((pos && v === Infinity) || (neg && v === -Infinity));
       return [elementwise([x], DataType.BOOL, f, what)];
     }
     case "Mod": {
-      const fmod = attrInt(node, "fmod", 0);
+      const fmod = getIntAttr(node, "fmod", 0);
       const f = (a: number, b: number) => (fmod ? a % b : ((a % b) + b) % b);
       return [elementwise([x, ins[1]!], x.dtype, f, what)];
     }
     case "CumSum": {
       const axis = intsOf(ins[1], what)[0];
-      const excl = attrInt(node, "exclusive", 0), rev = attrInt(node, "reverse", 0);
+      const excl = getIntAttr(node, "exclusive", 0), rev = getIntAttr(node, "reverse", 0);
       return [lanes(x, axis, (v) => {
         const n = v.length, src = Float64Array.from(v);
         let acc = 0;
@@ -830,7 +804,7 @@ export function evalNode(
     }
     case "ScatterND": {
       const ind = ins[1]!, upd = ins[2]!;
-      if (attrString(node, "reduction", "none") !== "none") {
+      if (getStringAttr(node, "reduction", "none") !== "none") {
         throw new EvalError(`${what}: only reduction "none" is supported`);
       }
       if (!x.data || !ind.data || !upd.data) return [{ ...x, dims: x.dims.slice(), data: null }];
@@ -859,11 +833,6 @@ export interface EvalOptions {
   shapeMode?: boolean;
 }
 
-export function opsetOf(model: ModelProto): number {
-  const d = model.opsetImport?.find((o) => !o.domain || o.domain === "ai.onnx");
-  return d ? toNum(d.version) : 13;
-}
-
 /**
  * Runs the graph. In shape mode, graph inputs may be given as dims-only tensors, and big
  * initializers keep only their dims; values are computed wherever all inputs have values.
@@ -875,10 +844,10 @@ export function evalGraph(
 ): Map<string, ETensor> {
   const env = new Map<string, ETensor>();
   const maxConst = opts.maxConstElems ?? Infinity;
-  const ctx = { opset: opsetOf(model) };
+  const ctx = { opset: opsetVersion(model) };
   const g = model.graph!;
   for (const t of g.initializer ?? []) {
-    const n = numel((t.dims ?? []).map(toNum));
+    const n = numel((t.dims ?? []).map(num));
     env.set(t.name!, tensorFromProto(t, n <= maxConst));
   }
   for (const [k, v] of Object.entries(feeds)) env.set(k, v);

@@ -2,7 +2,7 @@
 // letting it "succeed" with an SAE that never trained.
 import { assertEquals, assertRejects, assertStringIncludes } from "@std/assert";
 import { GpuJobError, guardTrainer } from "../../jobs/gpu_guard.ts";
-import type { OwnedTrainer } from "../../jobs/finetune_job.ts";
+import type { OwnedTrainer } from "../../sae/trainer.ts";
 import { testGpu } from "../util/gpu.ts";
 import { startTestService } from "../util/service.ts";
 import { readSse } from "../util/sse.ts";

@@ -2,7 +2,7 @@ import { assertEquals, assertThrows } from "@std/assert";
 import { downloadSae, makeParamGroups, uploadSae } from "../../sae/params.ts";
 import { testGpu } from "../util/gpu.ts";
 import { freshRng } from "../util/rand.ts";
-import { randomSae } from "../sae/ref.ts";
+import { randomSae } from "./ref.ts";
 
 Deno.test("uploadSae → downloadSae is exact; param groups pair params with grads", async () => {
   const { device } = await testGpu();

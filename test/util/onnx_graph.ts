@@ -1,6 +1,6 @@
 // A small builder for test ONNX graphs (opset 17 by default).
+import { makeNode } from "../../lm/graph.ts";
 import {
-  type AttributeProto,
   DataType,
   type ModelProto,
   type NodeProto,
@@ -55,14 +55,7 @@ export class GraphBuilder {
     domain?: string,
   ): string[] {
     const outs = Array.from({ length: nOut }, () => `t${this.n++}_${op}`);
-    this.nodes.push(onnx.NodeProto.create({
-      opType: op,
-      name: `n${this.n}_${op}`,
-      input: inputs,
-      output: outs,
-      domain,
-      attribute: Object.entries(attrs).map(([k, v]) => makeAttr(k, v)),
-    }));
+    this.nodes.push(makeNode(op, inputs, outs, attrs, `n${this.n}_${op}`, domain));
     return outs;
   }
   output(name: string, dims: Dim[] = [], dtype = this.dtype): void {
@@ -104,15 +97,4 @@ function valueInfo(name: string, dims: Dim[], dtype: number): ValueInfoProto {
       },
     },
   };
-}
-
-function makeAttr(name: string, v: Attr): AttributeProto {
-  const T = onnx.AttributeProto.AttributeType;
-  if (typeof v === "string") return { name, type: T.STRING, s: new TextEncoder().encode(v) };
-  if (Array.isArray(v)) return { name, type: T.INTS, ints: v };
-  if (typeof v === "object") return { name, type: T.TENSOR, t: v };
-  if (Number.isInteger(v) && !["alpha", "beta", "epsilon"].includes(name)) {
-    return { name, type: T.INT, i: v };
-  }
-  return { name, type: T.FLOAT, f: v };
 }

@@ -1,15 +1,5 @@
 // Fresh random inputs each run, reproducible from the printed seed (SPLICE_SEED=… to replay).
-
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from "../../lib/rng.ts";
 
 export interface Rng {
   seed: number;

@@ -1,6 +1,6 @@
 // A float64 TopK SaeTrainer over test/util/reference_finetune.ts: lets the fine-tune loop be tested
 // against the closed-form reference, independently of the GPU engine.
-import type { OwnedTrainer, TrainerFactory } from "../../jobs/finetune_job.ts";
+import type { OwnedTrainer, TrainerFactory } from "../../sae/trainer.ts";
 import type { Sae } from "../../sae/types.ts";
 import { type Adam64, referenceStep, type Sae64, topkForward } from "./reference_finetune.ts";
 

@@ -2,7 +2,7 @@
 // runner with the handlers a test asks for, the app on a loopback port. close() undoes it all.
 import { Config } from "../../config.ts";
 import { openDatabase } from "../../db/client.ts";
-import { DbEventStore, DbJobStore } from "../../db/job_store.ts";
+import { DbEventStore, DbJobStore } from "../../jobs/db_store.ts";
 import { MetricsWriter } from "../../db/metrics_writer.ts";
 import { models } from "../../db/schema.ts";
 import { evalHandler } from "../../jobs/eval_job.ts";

@@ -1,4 +1,5 @@
 // A minimal SSE reader over a fetch Response (what a notebook client does).
+import { readSseStream } from "../../lib/sse.ts";
 
 export interface Sse {
   id: number;
@@ -7,19 +8,10 @@ export interface Sse {
 }
 
 export async function readSse(res: Response): Promise<Sse[]> {
-  const text = await res.text();
   const out: Sse[] = [];
-  for (const block of text.split("\n\n")) {
-    const fields: Record<string, string> = {};
-    for (const line of block.split("\n")) {
-      if (!line || line.startsWith(":")) continue;
-      const i = line.indexOf(":");
-      fields[line.slice(0, i)] = (fields[line.slice(0, i)] ? fields[line.slice(0, i)] + "\n" : "") +
-        line.slice(i + 2);
-    }
-    if (fields.id) {
-      out.push({ id: Number(fields.id), event: fields.event, data: JSON.parse(fields.data) });
-    }
+  if (!res.body) return out;
+  for await (const m of readSseStream(res.body)) {
+    if (m.id) out.push({ id: Number(m.id), event: m.event ?? "", data: JSON.parse(m.data ?? "") });
   }
   return out;
 }

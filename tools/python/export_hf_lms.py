@@ -351,6 +351,20 @@ def main(out):
         else:
             meta["no_tl_hook_mid"] = "parallel residual: blocks.L.hook_resid_mid does not exist"
         want = torch_logits(model, ids)
+
+        def half_variant(name, to_half, make_reference, tol, ref_name, weights):
+            """The with-past export at half width, checked against torch on the same rounded weights,
+            with its float64 reference."""
+            p = f"{out}/{name}"
+            onnx.save(to_half(onnx.load(p_wp)), p)
+            check(p)
+            m16 = round_fp16_(make_model(arch))
+            tensors, stats = make_reference(m16, ids)
+            report[p] = self_check(p, arch, ids, torch_logits(m16, ids), tol, True)
+            save_reference(f"{out}/{ref_name}.reference.safetensors", tensors,
+                           dict(meta, hook_tensor=hook_wp, model=name, weights=weights))
+            print(f"  {ref_name} reference", stats)
+
         for p, wp in ((p_np, False), (p_wp, True)):
             check(p)
             report[p] = self_check(p, arch, ids, want, 1e-4, wp)
@@ -367,17 +381,9 @@ def main(out):
             check(p_m)
             report[p_m] = self_check(p_m, arch, ids, want, 1e-4, True)
 
-            p16 = f"{out}/gpt2-with-past-fp16.onnx"
-            onnx.save(fully_fp16(onnx.load(p_wp)), p16)
-            check(p16)
-            m16 = round_fp16_(make_model(arch))
-            tensors, stats = reference_fp16_constants(m16, ids)
             # float16 arithmetic: only a loose agreement is expected.
-            report[p16] = self_check(p16, arch, ids, torch_logits(m16, ids), 2e-2, True)
-            save_reference(f"{out}/gpt2-fp16.reference.safetensors", tensors,
-                           dict(meta, hook_tensor=hook_wp, model="gpt2-with-past-fp16.onnx",
-                                weights="float16 (reference in float64 on the float16 weights and float16 constants, recon rounded to float16)"))
-            print("  gpt2-fp16 reference", stats)
+            half_variant("gpt2-with-past-fp16.onnx", fully_fp16, reference_fp16_constants, 2e-2, "gpt2-fp16",
+                         "float16 (reference in float64 on the float16 weights and float16 constants, recon rounded to float16)")
 
         if arch == "neox":
             os.makedirs(f"{out}/neox-ext", exist_ok=True)
@@ -390,16 +396,8 @@ def main(out):
             report[f"{out}/neox-ext/model.onnx"] = self_check(f"{out}/neox-ext/model.onnx", arch, ids, want, 1e-4, True)
 
         if arch == "llama":
-            p16w = f"{out}/llama-with-past-fp16w.onnx"
-            onnx.save(fp16_initializers(onnx.load(p_wp)), p16w)
-            check(p16w)
-            m16 = round_fp16_(make_model(arch))
-            tensors, stats = reference(m16, ids)
-            report[p16w] = self_check(p16w, arch, ids, torch_logits(m16, ids), 1e-4, True)
-            save_reference(f"{out}/llama-fp16w.reference.safetensors", tensors,
-                           dict(meta, hook_tensor=hook_wp, model="llama-with-past-fp16w.onnx",
-                                weights="float16 initializers, float32 compute (reference on the float16 weights)"))
-            print("  llama-fp16w reference", stats)
+            half_variant("llama-with-past-fp16w.onnx", fp16_initializers, reference, 1e-4, "llama-fp16w",
+                         "float16 initializers, float32 compute (reference on the float16 weights)")
 
         tensors, stats = reference(model, ids)
         save_reference(f"{out}/{arch}.reference.safetensors", tensors, dict(meta, **(merged_meta if arch == "gpt2" else {})))

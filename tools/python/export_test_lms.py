@@ -16,8 +16,10 @@ import onnx
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import st
+from splice_at import run_blocks
 
 V, D, CTX = 64, 32, 32
 
@@ -51,13 +53,7 @@ class Gpt2Mini(nn.Module):
     def forward(self, ids, hook_layer=None, replace=None):
         T = ids.shape[1]
         x = self.wte(ids) + self.wpe(torch.arange(T, dtype=torch.long)[None])
-        hooked = None
-        for i, b in enumerate(self.blocks):
-            x = b(x)
-            if i == hook_layer:
-                hooked = x
-                if replace is not None:
-                    x = replace
+        x, hooked = run_blocks(self.blocks, x, hook_layer, replace)
         logits = self.ln_f(x) @ self.wte.weight.t()
         return logits if hook_layer is None else (logits, hooked)
 
@@ -114,13 +110,7 @@ class LlamaMini(nn.Module):
         self.norm, self.head = RMSNorm(), nn.Linear(D, V, bias=False)
     def forward(self, ids, hook_layer=None, replace=None):
         x = self.embed(ids)
-        hooked = None
-        for i, b in enumerate(self.blocks):
-            x = b(x)
-            if i == hook_layer:
-                hooked = x
-                if replace is not None:
-                    x = replace
+        x, hooked = run_blocks(self.blocks, x, hook_layer, replace)
         logits = self.head(self.norm(x))
         return logits if hook_layer is None else (logits, hooked)
 

@@ -1,5 +1,6 @@
 """One KL+MSE fine-tune step of a TopK SAE spliced into tiny-neox, in PyTorch on the CPU: the
-baseline for splice's step time (same work as DESIGN's step, in one framework).
+baseline for splice's step time (the same work as spliceStep() in train/finetune.ts, described in
+docs/ARCHITECTURE.md under "One KL+MSE step", in one framework).
 
 Per step: the clean forward (no grad) gives the hook tensor x (residual stream after block 1) and
 p_clean; the SAE reconstructs x̂; the suffix (blocks 2-3, final LayerNorm, unembedding) runs on x̂ —

@@ -1,5 +1,5 @@
 // Gradient rules for elementwise ops (with numpy broadcasting on the binary ones).
-import type { Rule, RuleContext } from "../builder.ts";
+import type { Rule, RuleContext } from "../rule.ts";
 
 const unary = (f: (c: RuleContext, g: string) => string): Rule => (c) => {
   const g = c.gy(0)!;

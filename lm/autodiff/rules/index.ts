@@ -1,5 +1,5 @@
 // All gradient rules by op type.
-import type { Rule } from "../builder.ts";
+import type { Rule } from "../rule.ts";
 import { ELEMENTWISE_RULES } from "./elementwise.ts";
 import { MATMUL_RULES } from "./matmul.ts";
 import { NORM_RULES } from "./norm.ts";

@@ -1,6 +1,6 @@
 // Gradient rules for MatMul (batched, broadcast, 1-D operands) and Gemm.
-import type { Rule, RuleContext } from "../builder.ts";
-import { attrFloat, attrInt } from "../eval.ts";
+import type { Rule, RuleContext } from "../rule.ts";
+import { getFloatAttr, getIntAttr } from "../../graph.ts";
 
 const swapLast = (c: RuleContext, x: string) => {
   const r = c.rank(x);
@@ -41,8 +41,8 @@ export const MATMUL_RULES: Record<string, Rule> = {
   },
   Gemm: (c) => {
     const g = c.gy(0)!, a = c.x(0), b = c.x(1);
-    const ta = attrInt(c.node, "transA", 0), tb = attrInt(c.node, "transB", 0);
-    const alpha = attrFloat(c.node, "alpha", 1), beta = attrFloat(c.node, "beta", 1);
+    const ta = getIntAttr(c.node, "transA", 0), tb = getIntAttr(c.node, "transB", 0);
+    const alpha = getFloatAttr(c.node, "alpha", 1), beta = getFloatAttr(c.node, "beta", 1);
     const ga = !c.needs(0)
       ? null
       : ta

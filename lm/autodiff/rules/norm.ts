@@ -1,7 +1,7 @@
 // Gradient rules for softmaxes, normalisations and reductions. Normalisation statistics are
 // recomputed from the inputs in the backward graph (the forward node does not expose them).
-import type { Rule, RuleContext } from "../builder.ts";
-import { attrFloat, attrInt, attrInts } from "../eval.ts";
+import type { Rule, RuleContext } from "../rule.ts";
+import { getFloatAttr, getIntAttr, getIntsAttr } from "../../graph.ts";
 
 const normAxis = (a: number, r: number) => (a < 0 ? a + r : a);
 
@@ -10,8 +10,8 @@ function layerNormGrad(c: RuleContext, centred: boolean): (string | null)[] {
     throw c.error("gradients through the Mean/InvStdDev outputs are not supported");
   }
   const x = c.x(0), scale = c.x(1), bias = c.x(2), g = c.gy(0)!;
-  const r = c.rank(x), a = normAxis(attrInt(c.node, "axis", -1), r);
-  const eps = attrFloat(c.node, "epsilon", 1e-5);
+  const r = c.rank(x), a = normAxis(getIntAttr(c.node, "axis", -1), r);
+  const eps = getFloatAttr(c.node, "epsilon", 1e-5);
   const axes = Array.from({ length: r - a }, (_, i) => a + i);
   const xc = centred ? c.op("Sub", [x, c.reduceMean(x, axes, true)]) : x;
   const v = c.reduceMean(c.op("Mul", [xc, xc]), axes, true);
@@ -42,13 +42,13 @@ function reduceGrad(c: RuleContext, mean: boolean): (string | null)[] {
       if (!v) throw c.error("reduction axes must be constant to differentiate");
       axes = Array.from(v);
     } else axes = null;
-  } else axes = attrInts(c.node, "axes") ?? null;
-  if ((!axes || !axes.length) && attrInt(c.node, "noop_with_empty_axes", 0)) return [g, null];
+  } else axes = getIntsAttr(c.node, "axes") ?? null;
+  if ((!axes || !axes.length) && getIntAttr(c.node, "noop_with_empty_axes", 0)) return [g, null];
   const ax = (axes && axes.length ? axes : [...Array(r).keys()]).map((v) => normAxis(v, r)).sort((
     p,
     q,
   ) => p - q);
-  const keep = attrInt(c.node, "keepdims", 1) === 1;
+  const keep = getIntAttr(c.node, "keepdims", 1) === 1;
   let gx = c.op("Expand", [keep ? g : c.unsqueeze(g, ax), c.op("Shape", [x])]);
   if (mean) {
     const to = c.dtype(x);
@@ -63,12 +63,12 @@ function reduceGrad(c: RuleContext, mean: boolean): (string | null)[] {
 
 export const NORM_RULES: Record<string, Rule> = {
   Softmax: (c) => {
-    const y = c.y(0), g = c.gy(0)!, a = normAxis(attrInt(c.node, "axis", -1), c.rank(y));
+    const y = c.y(0), g = c.gy(0)!, a = normAxis(getIntAttr(c.node, "axis", -1), c.rank(y));
     const s = c.reduceSum(c.op("Mul", [g, y]), [a], true);
     return [c.op("Mul", [y, c.op("Sub", [g, s])])];
   },
   LogSoftmax: (c) => {
-    const y = c.y(0), g = c.gy(0)!, a = normAxis(attrInt(c.node, "axis", -1), c.rank(y));
+    const y = c.y(0), g = c.gy(0)!, a = normAxis(getIntAttr(c.node, "axis", -1), c.rank(y));
     const s = c.reduceSum(g, [a], true);
     return [c.op("Sub", [g, c.op("Mul", [c.op("Exp", [y]), s])])];
   },

@@ -1,7 +1,7 @@
 // Gradient rules for data-movement ops: the gradient is moved back to where each value came from.
 // Gathers and strided slices scatter through a one-hot MatMul (standard ops on every EP).
-import type { Rule, RuleContext } from "../builder.ts";
-import { attrInt, attrInts } from "../eval.ts";
+import type { Rule, RuleContext } from "../rule.ts";
+import { getIntAttr, getIntsAttr } from "../../graph.ts";
 
 const INT64 = 7;
 const normAxis = (a: number, r: number) => (a < 0 ? a + r : a);
@@ -73,7 +73,7 @@ export const SHAPE_RULES: Record<string, Rule> = {
   Constant: () => [],
   Transpose: (c) => {
     const r = c.rank(c.x(0));
-    const perm = attrInts(c.node, "perm") ?? [...Array(r).keys()].reverse();
+    const perm = getIntsAttr(c.node, "perm") ?? [...Array(r).keys()].reverse();
     const inv = new Array(r);
     perm.forEach((p, i) => (inv[p] = i));
     return [c.op("Transpose", [c.gy(0)!], { perm: inv })];
@@ -82,15 +82,15 @@ export const SHAPE_RULES: Record<string, Rule> = {
   Trilu: (c) => {
     const ins = [c.gy(0)!];
     if (c.x(1)) ins.push(c.x(1));
-    return [c.op("Trilu", ins, { upper: attrInt(c.node, "upper", 1) }), null];
+    return [c.op("Trilu", ins, { upper: getIntAttr(c.node, "upper", 1) }), null];
   },
   Concat: (c) => {
-    const n = c.node.input!.length, a = normAxis(attrInt(c.node, "axis", 0), c.rank(c.y(0)));
+    const n = c.node.input!.length, a = normAxis(getIntAttr(c.node, "axis", 0), c.rank(c.y(0)));
     const sizes = c.op("Concat", c.node.input!.map((x) => dimOf(c, x, a)), { axis: 0 });
     return c.emit("Split", [c.gy(0)!, sizes], { axis: a }, n);
   },
   Split: (c) => {
-    const a = normAxis(attrInt(c.node, "axis", 0), c.rank(c.x(0)));
+    const a = normAxis(getIntAttr(c.node, "axis", 0), c.rank(c.x(0)));
     const parts = c.node.output!.map((y, i) => c.gy(i) ?? c.zerosLike(y));
     return [c.op("Concat", parts, { axis: a }), null];
   },
@@ -138,12 +138,12 @@ export const SHAPE_RULES: Record<string, Rule> = {
     return [g, null, null, null, null];
   },
   Gather: (c) => {
-    const x = c.x(0), r = c.rank(x), a = normAxis(attrInt(c.node, "axis", 0), r);
+    const x = c.x(0), r = c.rank(x), a = normAxis(getIntAttr(c.node, "axis", 0), r);
     const idx = normIndices(c, c.x(1), dimOf(c, x, a));
     return [gatherGrad(c, c.gy(0)!, idx, c.rank(c.x(1)), x, a), null];
   },
   GatherElements: (c) => {
-    const x = c.x(0), r = c.rank(x), a = normAxis(attrInt(c.node, "axis", 0), r);
+    const x = c.x(0), r = c.rank(x), a = normAxis(getIntAttr(c.node, "axis", 0), r);
     const xs = c.shape(x), is = c.shape(c.x(1));
     if (xs.some((d, i) => i !== a && d !== is[i])) {
       throw c.error(`indices [${is}] must match data [${xs}] except on axis ${a}`);

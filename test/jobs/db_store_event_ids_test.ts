@@ -1,9 +1,9 @@
 // Event ids come from the database: two processes (two hubs on two connections) publishing to one
 // job never hand out the same id, which is what lets one process take over another's job.
 import { assertEquals } from "@std/assert";
-import { DbEventStore } from "../../db/job_store.ts";
+import { DbEventStore } from "../../jobs/db_store.ts";
 import { EventHub } from "../../jobs/events.ts";
-import { databaseKinds } from "./databases.ts";
+import { databaseKinds } from "../util/databases.ts";
 
 for (const kind of databaseKinds) {
   Deno.test(`[${kind.name}] a hub that published before another continues after its ids`, async () => {

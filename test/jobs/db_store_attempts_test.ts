@@ -1,10 +1,10 @@
 // The database counts a job's claims: a job whose process died on each of its attempts is failed
 // with the reason on the next claim, on PGlite and on PostgreSQL alike.
 import { assertEquals, assertStringIncludes } from "@std/assert";
-import { DbEventStore, DbJobStore } from "../../db/job_store.ts";
+import { DbEventStore, DbJobStore } from "../../jobs/db_store.ts";
 import { EventHub } from "../../jobs/events.ts";
 import { JobRunner } from "../../jobs/runner.ts";
-import { databaseKinds } from "./databases.ts";
+import { databaseKinds } from "../util/databases.ts";
 
 for (const kind of databaseKinds) {
   Deno.test(`[${kind.name}] claims count attempts; past the bound the job is failed, not run`, async () => {

@@ -2,9 +2,9 @@
 // two servers sharing one PostgreSQL job queue (FOR UPDATE SKIP LOCKED + leases).
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import postgres from "postgres";
-import { havePython } from "./util/python.ts";
+import { havePython } from "../util/python.ts";
 
-import { freePort, ROOT, spawnService, waitHealthy } from "../scripts/_client.ts";
+import { freePort, ROOT, spawnService, waitHealthy } from "../../scripts/_client.ts";
 const SMALL = {
   tokens: 4 * 2 * 16,
   batch_size: 2,

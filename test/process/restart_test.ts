@@ -2,8 +2,8 @@
 // the job resumes from its last checkpoint and finishes, and no metrics row written before the
 // last flush is lost.
 import { assert, assertEquals } from "@std/assert";
-import { readSse } from "./util/sse.ts";
-import { freePort, spawnService, waitHealthy } from "../scripts/_client.ts";
+import { readSse } from "../util/sse.ts";
+import { freePort, spawnService, waitHealthy } from "../../scripts/_client.ts";
 
 // A short lease, so the restarted process takes the killed one's job back quickly.
 const start = (port: number, dataDir: string) =>

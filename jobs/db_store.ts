@@ -2,10 +2,10 @@
 // sharing one PostgreSQL each take a different job; a job whose lease lapsed (its process died) is
 // taken again and resumes from its checkpoint.
 import { and, asc, desc, eq, gt, sql } from "drizzle-orm";
-import type { EventStore, EventType, JobEvent } from "../jobs/events.ts";
-import type { JobRecord, JobState, JobStore } from "../jobs/types.ts";
-import type { Db } from "./client.ts";
-import { jobEvents, jobs } from "./schema.ts";
+import type { EventStore, EventType, JobEvent } from "./events.ts";
+import type { JobRecord, JobState, JobStore } from "./types.ts";
+import type { Db } from "../db/client.ts";
+import { jobEvents, jobs } from "../db/schema.ts";
 
 type Row = typeof jobs.$inferSelect;
 

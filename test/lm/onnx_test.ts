@@ -11,6 +11,7 @@ import {
   cloneModel,
   DataType,
   decodeModel,
+  INT_TYPES,
   loadModel,
   makeTensor,
   onnx,
@@ -137,4 +138,14 @@ Deno.test("toOrtInput: ORT runs the model from in-memory external data files", a
   } finally {
     await s.release();
   }
+});
+
+Deno.test("INT_TYPES: every signed and unsigned integer type of the proto, and not BOOL", () => {
+  // BOOL is apart: ONNX's arithmetic ops refuse it, and a Cast to BOOL maps non-zero to 1 where a
+  // cast to an integer truncates; callers that accept it too name it beside INT_TYPES.
+  const names = Object.entries(onnx.TensorProto.DataType).filter(([k]) => isNaN(Number(k)));
+  const ints = names.filter(([k]) => /^U?INT\d+$/.test(k)).map(([, v]) => v as number);
+  assertEquals(ints.length, 8);
+  assertEquals([...INT_TYPES].sort((a, b) => a - b), ints.sort((a, b) => a - b));
+  assert(!INT_TYPES.has(DataType.BOOL));
 });

@@ -2,23 +2,23 @@
 // gradients with respect to the adapters match float64 finite differences of the step's KL, and
 // adapters before the hook are refused with the reason.
 import { assert, assertEquals, assertLess, assertThrows } from "@std/assert";
-import { DataType, decodeModel, encodeModel } from "../../lm/onnx.ts";
-import { createSession, ort } from "../../lm/session.ts";
-import { klStepGraph, positionMask } from "../../lm/step_graphs.ts";
-import { feedsFor } from "../../lm/signature.ts";
-import { initSae } from "../../sae/init.ts";
-import { TopKGpuTrainer } from "../../sae/topk_trainer.ts";
-import { HostAdamW } from "../../train/adapters/host_adamw.ts";
-import { runFinetune } from "../../train/finetune.ts";
-import { testGpu } from "../util/gpu.ts";
-import { prefix } from "../../lm/surgery.ts";
-import { LmLora, LmLoraError } from "../../train/adapters/lm_lora.ts";
-import { type Feeds, finiteDifferenceError } from "../util/gradcheck.ts";
-import { runReference } from "../util/onnx_interp.ts";
-import { freshRng, relError } from "../util/rand.ts";
+import { DataType, decodeModel, encodeModel } from "../../../lm/onnx.ts";
+import { createSession, ort } from "../../../lm/session.ts";
+import { klStepGraph, positionMask } from "../../../lm/step_graphs.ts";
+import { feedsFor } from "../../../lm/signature.ts";
+import { initSae } from "../../../sae/init.ts";
+import { TopKGpuTrainer } from "../../../sae/topk_trainer.ts";
+import { HostAdamW } from "../../../train/adapters/host_adamw.ts";
+import { runFinetune } from "../../../train/finetune.ts";
+import { testGpu } from "../../util/gpu.ts";
+import { prefix } from "../../../lm/surgery.ts";
+import { LmLora, LmLoraError } from "../../../train/adapters/lm_lora.ts";
+import { type Feeds, finiteDifferenceError } from "../../util/gradcheck.ts";
+import { runReference } from "../../util/onnx_interp.ts";
+import { freshRng, relError } from "../../util/rand.ts";
 
 const model = decodeModel(
-  await Deno.readFile(new URL("../../fixtures/tiny-neox/tiny-neox.onnx", import.meta.url)),
+  await Deno.readFile(new URL("../../../fixtures/tiny-neox/tiny-neox.onnx", import.meta.url)),
 );
 const HOOK = "/blocks.1/Add_2_output_0", B = 1, T = 5, D = 128, V = 256;
 

@@ -1,12 +1,12 @@
 // LoRA on the SAE: at step 0 the SAE's reconstruction is unchanged bit for bit, and the LoRA
 // factors' gradients match central finite differences of the float64 loss of the merged SAE.
 import { assertEquals, assertLess } from "@std/assert";
-import { TopKGpuTrainer } from "../../sae/topk_trainer.ts";
-import type { Sae } from "../../sae/types.ts";
-import { SaeLoraTrainer } from "../../train/adapters/sae_lora.ts";
-import { testGpu } from "../util/gpu.ts";
-import { freshRng, relError } from "../util/rand.ts";
-import { centralDifferences } from "../util/fd.ts";
+import { TopKGpuTrainer } from "../../../sae/topk_trainer.ts";
+import type { Sae } from "../../../sae/types.ts";
+import { SaeLoraTrainer } from "../../../train/adapters/sae_lora.ts";
+import { testGpu } from "../../util/gpu.ts";
+import { freshRng, relError } from "../../util/rand.ts";
+import { centralDifferences } from "../../util/fd.ts";
 
 for (const dropout of [0, 0.5]) {
   Deno.test(`SAE LoRA (dropout ${dropout}): unchanged at step 0, factor gradients vs finite differences`, async () => {

@@ -5,7 +5,8 @@
 import { DataType, type ModelProto } from "../../../lm/onnx.ts";
 import { missingGradientRules } from "../../../lm/autodiff/builder.ts";
 import { checkGradient64, checkGradientOrt, type Feeds } from "../../util/gradcheck.ts";
-import { freshRng, mulberry32, type Rng } from "../../util/rand.ts";
+import { mulberry32 } from "../../../lib/rng.ts";
+import { freshRng, type Rng } from "../../util/rand.ts";
 import { testGpu } from "../../util/gpu.ts";
 import { gpt2Graph, llamaGraph, type LmDims } from "./model_graphs.ts";
 import { assertEquals } from "@std/assert";

@@ -1,12 +1,13 @@
-// Runs against PGlite always, and against PostgreSQL too when SPLICE_TEST_DATABASE_URL is set
-// (.ci/run starts a server on loopback and sets it).
+// The database job store (claims, leases, the runner on it), batched metrics and reopening a data
+// directory. Runs against PGlite always, and against PostgreSQL too when SPLICE_TEST_DATABASE_URL
+// is set (.ci/run starts a server on loopback and sets it).
 import { assert, assertEquals } from "@std/assert";
 import { eq } from "drizzle-orm";
 import { openDatabase } from "../../db/client.ts";
-import { DbEventStore, DbJobStore } from "../../db/job_store.ts";
+import { DbEventStore, DbJobStore } from "../../jobs/db_store.ts";
 import { MetricsWriter } from "../../db/metrics_writer.ts";
 import { jobs, metrics, models } from "../../db/schema.ts";
-import { databaseKinds } from "./databases.ts";
+import { databaseKinds } from "../util/databases.ts";
 import { EventHub } from "../../jobs/events.ts";
 import { JobRunner } from "../../jobs/runner.ts";
 
