@@ -1,9 +1,11 @@
 // The kinds_frontier preset: every SAE kind at several sparsities, trained from scratch on
 // identical data (same seed, same token stream), MSE-only and KL+MSE (kl_mse on the last
 // fraction) side by side; CE gap vs L0 and FVU vs L0 per kind and objective, as the paper's
-// frontier figures. This module plans the runs and renders the results; the runner is
-// scripts/kinds_frontier.ts (each run is one finetune job).
+// frontier figures. This module plans the runs and renders the results; the runner is the
+// experiment job (`POST /experiments` with `"preset": "kinds_frontier"`, jobs/kinds_frontier_job.ts),
+// each run one finetune job's handler.
 import { z } from "zod";
+import { pretrainLrFor } from "../train/scratch_defaults.ts";
 import { lineChart, type Series } from "./svg.ts";
 
 export const KindsFrontierConfig = z.object({
@@ -18,6 +20,10 @@ export const KindsFrontierConfig = z.object({
   batch_size: z.number().int().min(1).default(8),
   eval_sequences: z.number().int().min(1).default(16),
   seed: z.number().int().min(0).default(0),
+  model: z.string().min(1).default("tiny-neox"),
+  hook: z.string().min(1).optional().describe("default: the model's default hook"),
+  dataset: z.string().min(1).default("brown"),
+  ep: z.enum(["auto", "cpu", "cuda", "webgpu", "wasm"]).default("auto"),
 }).strict();
 export type KindsFrontierConfig = z.infer<typeof KindsFrontierConfig>;
 
@@ -45,9 +51,16 @@ export function planKindsFrontier(cfg: KindsFrontierConfig): FrontierRun[] {
           objective,
           job: {
             kind: objective,
-            // MSE-only from scratch is one phase at `lr`: give it kl_mse's MSE-phase LR, decaying
-            // over the fraction kl_mse fine-tunes on, so the two differ in the objective only.
-            ...(objective === "mse" ? { lr: 1e-3, decay_fraction: 0.05 } : {}),
+            // MSE-only from scratch is one phase at `lr`: give it kl_mse's MSE-phase LR (the
+            // kind's), decaying over the fraction kl_mse fine-tunes on, so the two differ in the
+            // objective only.
+            ...(objective === "mse"
+              ? { lr: pretrainLrFor(kind, undefined), decay_fraction: 0.05 }
+              : {}),
+            model: cfg.model,
+            ...(cfg.hook ? { hook: cfg.hook } : {}),
+            dataset: cfg.dataset,
+            ep: cfg.ep,
             tokens: cfg.tokens,
             batch_size: cfg.batch_size,
             seq_len: cfg.seq_len,
@@ -99,6 +112,22 @@ export function frontierPlots(results: FrontierResult[]): { ceGap: string; fvu: 
   };
 }
 
+/** The results as rows of the experiment's table (JSON), one per run. */
+export function frontierRows(results: FrontierResult[]): Record<string, number | string | null>[] {
+  return results.map((r) => ({
+    run: r.name,
+    kind: r.kind,
+    sparsity: r.sparsity,
+    objective: r.objective,
+    l0: r.l0,
+    fvu: r.fvu,
+    ceGap: r.ceGap,
+    error: r.error ?? null,
+    seconds: r.seconds,
+  }));
+}
+
+/** The results as a Markdown table (bench/RESULTS.md). */
 export function frontierTable(results: FrontierResult[]): string {
   const f = (v: number | null, d: number) => v === null ? "–" : v.toFixed(d);
   return [

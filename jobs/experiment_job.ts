@@ -1,18 +1,24 @@
 // The "experiment" job: runs the arms of an ExperimentConfig one after another from the same SAE
 // on the same data order (train/experiment.ts), stores each finished arm as it goes (so a restarted
-// job skips them), and ends with the results table and the SVG plots in the experiments row.
+// job skips them), and ends with the results table and the SVG plots in the experiments row. A
+// preset (`kinds_frontier`) trains its own SAEs instead: jobs/kinds_frontier_job.ts.
 import { eq } from "drizzle-orm";
 import { experiments } from "../db/schema.ts";
 import { bandChart, barChart, lineChart } from "../experiments/svg.ts";
 import { resolveHook } from "../lm/hooks.ts";
 import { type ArmResult, runArm } from "../train/experiment.ts";
-import { expandArms, ExperimentConfig } from "../train/experiment_config.ts";
+import { expandArms, ExperimentRequest } from "../train/experiment_config.ts";
+import { createSaeTrainer } from "../sae/trainers.ts";
+import { runKindsFrontier } from "./kinds_frontier_job.ts";
 import { loadDataset } from "./datasets.ts";
 import { type FinetuneDeps, JobInputError, loadModelRow, loadSaeById } from "./finetune_job.ts";
 import { chooseEp, runtimeInfo } from "../lm/session.ts";
 import type { JobContext, JobHandler } from "./runner.ts";
 
-export type ExperimentDeps = Omit<FinetuneDeps, "createTrainer">;
+/** A preset's runs build their trainers with `createTrainer` (default: the service's). */
+export type ExperimentDeps =
+  & Omit<FinetuneDeps, "createTrainer">
+  & Partial<Pick<FinetuneDeps, "createTrainer">>;
 
 export interface ExperimentResult {
   arms: ArmResult[];
@@ -69,7 +75,15 @@ export function resultPlots(arms: ArmResult[]): Record<string, string> {
 
 export function experimentHandler(deps: ExperimentDeps): JobHandler {
   return async (ctx: JobContext) => {
-    const cfg = ExperimentConfig.parse(ctx.job.config);
+    const request = ExperimentRequest.parse(ctx.job.config);
+    if (request.preset === "kinds_frontier") {
+      return await runKindsFrontier(
+        { ...deps, createTrainer: deps.createTrainer ?? createSaeTrainer },
+        ctx,
+        request,
+      );
+    }
+    const cfg = request;
     const { db } = deps.database;
     const { model, contextLength } = await loadModelRow(deps.database, cfg.model);
     const sae = await loadSaeById(deps.database, cfg.sae);

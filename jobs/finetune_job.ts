@@ -19,6 +19,7 @@ import {
   centreOf,
   needsScale,
   normalizationFor,
+  pretrainLrFor,
   scratchSparsity,
 } from "../train/scratch_defaults.ts";
 import { runFinetune, type StepMetrics } from "../train/finetune.ts";
@@ -189,7 +190,7 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
             name: "pretrain",
             objective: "mse" as const,
             steps: steps - ftSteps,
-            lr: cfg.pretrain_lr,
+            lr: pretrainLrFor(init.kind, cfg.pretrain_lr),
             decay: 0,
           }]
           : []),
@@ -224,9 +225,11 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
               lambda,
               target: cfg.l1_target_l0 ?? (start ? undefined : init.target_l0),
               controller: cfg.l1_controller,
-              ...(start || phase.objective !== "mse"
-                ? {}
-                : { rate: cfg.l1_controller_rate, warmupSteps: sparsity.warmupSteps }),
+              ...(start || phase.objective !== "mse" ? {} : {
+                rate: cfg.l1_controller_rate,
+                warmupSteps: sparsity.warmupSteps,
+                signed: sparsity.signed,
+              }),
             }
             : undefined,
           activationScale: scale,

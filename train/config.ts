@@ -53,8 +53,9 @@ export const FinetuneConfig = z.object({
       "batch_size); micro-batches' gradients add up to the whole batch's",
   ),
   lr: z.number().gt(0).max(1).default(5e-5),
-  pretrain_lr: z.number().gt(0).max(1).default(1e-3).describe(
-    "from scratch: the LR of the MSE phase before the fine-tune",
+  pretrain_lr: z.number().gt(0).max(1).optional().describe(
+    "from scratch: the LR of the MSE phase before the fine-tune (default 1e-3; relu and " +
+      "jumprelu 3e-3)",
   ),
   weight_decay: z.number().min(0).max(1).default(0.01),
   grad_clip: z.number().gt(0).default(1.0),
@@ -67,8 +68,9 @@ export const FinetuneConfig = z.object({
   ),
   l1_controller: z.boolean().default(true),
   l1_controller_rate: z.number().gt(0).max(0.5).default(0.02).describe(
-    "from scratch: the MSE phase's controller step (λ × (1 ± rate) a step); the fine-tune " +
-      "keeps the paper's 0.1%",
+    "from scratch, relu: the MSE phase's controller step (λ × (1 ± rate) a step); the " +
+      "fine-tune keeps the paper's 0.1%. jumprelu's MSE phase uses a signed proportional " +
+      "controller instead (train/l1_controller.ts)",
   ),
   decoder_constraint: z.boolean().default(false).describe(
     "unit-norm decoder rows, parallel gradient removed",

@@ -1,6 +1,8 @@
 // The experiment API's input: arms that start from one SAE and see identical data in identical
-// order (paper Appendices B–D, F, H), or a sweep of one arm over one parameter.
+// order (paper Appendices B–D, F, H), or a sweep of one arm over one parameter; or a preset that
+// trains its own SAEs (kinds_frontier: every kind from scratch at several sparsities).
 import { z } from "zod";
+import { KindsFrontierConfig } from "../experiments/kinds_frontier.ts";
 
 export const ARM_TYPES = [
   "mse",
@@ -42,6 +44,7 @@ export type ArmSpec = z.infer<typeof ArmSpec>;
 export const SWEEP_PARAMETERS = ["batch_size", "rank", "tokens", "k", "lr"] as const;
 
 export const ExperimentConfig = z.object({
+  preset: z.undefined().optional().describe("absent: the arms or sweep given here"),
   name: z.string().min(1).max(200).default("experiment"),
   sae: z.string().min(1).describe("id of the SAE every arm starts from"),
   model: z.string().min(1).default("tiny-neox"),
@@ -75,6 +78,23 @@ export const ExperimentConfig = z.object({
   path: ["arms"],
 });
 export type ExperimentConfig = z.infer<typeof ExperimentConfig>;
+
+export const KindsFrontierPreset = z.object({
+  preset: z.literal("kinds_frontier").describe(
+    "every SAE kind trained from scratch at several sparsities on identical data, MSE-only and " +
+      "KL+MSE; table and CE-gap-vs-L0 / FVU-vs-L0 plots",
+  ),
+  name: z.string().min(1).max(200).default("kinds_frontier"),
+  ...KindsFrontierConfig.shape,
+}).strict();
+export type KindsFrontierPreset = z.infer<typeof KindsFrontierPreset>;
+
+/** What `POST /experiments` takes: arms from one SAE, or a preset named by `preset`. */
+export const ExperimentRequest = z.discriminatedUnion("preset", [
+  KindsFrontierPreset,
+  ExperimentConfig,
+]);
+export type ExperimentRequest = z.infer<typeof ExperimentRequest>;
 
 /** The arms to run: the listed ones, then the sweep's, each with a unique name. */
 export function expandArms(cfg: ExperimentConfig): (ArmSpec & { name: string })[] {

@@ -48,6 +48,8 @@ export interface MsePhaseOptions {
     controller: boolean;
     rate?: number;
     warmupSteps?: number;
+    /** λ may cross zero (train/l1_controller.ts: JumpReLU from scratch). */
+    signed?: boolean;
   };
   metricsEvery?: number;
   checkpointEvery?: number;
@@ -155,6 +157,7 @@ export async function runMsePhase(opts: MsePhaseOptions) {
               opts.l1.lambda,
               opts.l1.target ?? fwd.l0,
               opts.l1.rate,
+              { signed: opts.l1.signed },
             );
           }
           // A full penalty from step 0 kills latents before they have learnt anything (SAELens'

@@ -34,6 +34,21 @@ export interface ScratchSparsity {
   thresholdStartStep?: number;
   /** relu / jumprelu: the MSE phase's warm-up steps. */
   warmupSteps?: number;
+  /** jumprelu: the controller's λ may cross zero (train/l1_controller.ts says why). */
+  signed?: boolean;
+}
+
+/**
+ * The MSE phase's LR unless the config names one: 3e-3 for relu and jumprelu, 1e-3 for the others.
+ * relu's codes are shrunk by the L1 term while the controller is still finding λ: at 1e-3 it ended
+ * a 524k-token run at FVU 0.100 and 2.3× TopK's CE gap, at 3e-3 at 0.050 and 0.9×. jumprelu's θ
+ * moves about one LR a step: at 1e-3 L0 took 300 steps to come down to its target, at 3e-3 under
+ * 100, FVU 0.073 → 0.036 (bench/RESULTS.md). Both read normalised activations (E‖x‖² = d_in), so
+ * the LR means the same on any model's scale. (TopK gains at 3e-3 too, FVU 0.045 → 0.031; it keeps
+ * 1e-3 until batchtopk is measured there.)
+ */
+export function pretrainLrFor(kind: SaeKind, asked: number | undefined): number {
+  return asked ?? (kind === "relu" || kind === "jumprelu" ? 3e-3 : 1e-3);
 }
 
 /**
@@ -53,16 +68,21 @@ export function scratchSparsity(
       return {
         lambda: init.l1_coefficient ?? 0.1 * o.rms * o.rms / init.target_l0,
         // Pre-activations spread as x − b_dec does: about N(0, σ²), σ the centred RMS. θ starts
-        // where about 4·target_l0 latents fire and the controller brings L0 down: started at the
-        // target, the large jumps (h ≥ θ) pushed θ up through MSE alone and L0 fell to a fifth of
-        // the target, out of reach of θ's one-LR-a-step moves.
+        // where about 8·target_l0 latents fire and L0 comes down to the target: the encoder's
+        // first steps cut L0 about fivefold whatever λ does (started at the target L0 fell to a
+        // fifth of it, at 4·target to 0.7 of it), and from below θ, one LR a step at most, only
+        // just outruns the encoder's drift (L0 flat at 0.73 of the target under the full push).
         theta: jumpThresholdFor(
-          Math.min(4 * init.target_l0, init.d_sae / 2),
+          Math.min(8 * init.target_l0, init.d_sae / 2),
           init.d_sae,
           o.centeredRms ?? o.rms,
         ),
-        bandwidth: 1e-3 * o.rms,
+        // 0.001 of the activations' norm (√d_in·rms), not of one coordinate: θ learns only from
+        // the tokens within ε/2 of it, and at 0.001·rms about 0.1 token per latent fell there in
+        // a 1024-token batch, so θ barely answered the controller (L0 19 for 32 with λ at −13·λ₀).
+        bandwidth: 1e-3 * o.rms * Math.sqrt(o.dIn),
         warmupSteps,
+        signed: true,
       };
     case "batchtopk":
       return { thresholdStartStep: Math.round(o.mseSteps * init.threshold_start_fraction) };

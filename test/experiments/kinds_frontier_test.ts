@@ -7,6 +7,8 @@ import {
   planKindsFrontier,
 } from "../../experiments/kinds_frontier.ts";
 import { FinetuneConfig } from "../../train/config.ts";
+import { ExperimentRequest } from "../../train/experiment_config.ts";
+import { pretrainLrFor } from "../../train/scratch_defaults.ts";
 
 Deno.test("kinds_frontier: every kind × sparsity × objective, on the same data", () => {
   const cfg = KindsFrontierConfig.parse({});
@@ -19,6 +21,8 @@ Deno.test("kinds_frontier: every kind × sparsity × objective, on the same data
     assertEquals(job.seed, cfg.seed);
     assertEquals(job.tokens, cfg.tokens);
     assertEquals(job.kind, r.objective);
+    // MSE-only runs train at the MSE phase's LR of their kind, as kl_mse's MSE phase does.
+    if (r.objective === "mse") assertEquals(job.lr, pretrainLrFor(job.init!.kind, undefined));
     const init = job.init!;
     if (r.kind.endsWith("topk")) assertEquals(init.k, r.sparsity);
     else assertEquals(init.target_l0, r.sparsity);
@@ -44,4 +48,18 @@ Deno.test("kinds_frontier: table and plots have a row and a series per result gr
     assertStringIncludes(svg, "topk kl_mse");
     assertStringIncludes(svg, "relu mse");
   }
+});
+
+Deno.test("kinds_frontier preset: POST /experiments' body, told apart from arms by `preset`", () => {
+  const p = ExperimentRequest.parse({ preset: "kinds_frontier", sparsities: [4, 16] });
+  assertEquals(p.preset, "kinds_frontier");
+  if (p.preset !== "kinds_frontier") throw new Error("unreachable");
+  assertEquals(p.sparsities, [4, 16]);
+  assertEquals(p.kinds, ["topk", "batchtopk", "relu", "jumprelu"]);
+  // The preset trains its own SAEs: a starting SAE or arms are not its fields.
+  assert(!ExperimentRequest.safeParse({ preset: "kinds_frontier", sae: "x" }).success);
+  assert(!ExperimentRequest.safeParse({ preset: "kinds_frontier", arms: [] }).success);
+  assert(!ExperimentRequest.safeParse({ preset: "other" }).success);
+  const arms = ExperimentRequest.parse({ sae: "x", arms: [{ type: "mse" }] });
+  assertEquals(arms.preset, undefined);
 });

@@ -1,7 +1,7 @@
 import { assert, assertAlmostEquals, assertEquals, assertThrows } from "@std/assert";
 import { jumpThresholdFor, normalQuantile } from "../../sae/init.ts";
 import { SaeInit } from "../../train/config.ts";
-import { normalizationFor, scratchSparsity } from "../../train/scratch_defaults.ts";
+import { normalizationFor, pretrainLrFor, scratchSparsity } from "../../train/scratch_defaults.ts";
 
 Deno.test("normalQuantile matches Φ⁻¹ at known points and inverts a float64 Φ", () => {
   assertAlmostEquals(normalQuantile(0.5), 0, 1e-9);
@@ -61,6 +61,16 @@ Deno.test("scratch defaults: normalised relu / jumprelu, scale-free λ, batchtop
   assertAlmostEquals(j2.lambda! / j1.lambda!, 4, 1e-12); // L0 term is scale-free, MSE ∝ rms²
   assertAlmostEquals(j2.theta! / j1.theta!, 2, 1e-12);
   assertAlmostEquals(j2.bandwidth! / j1.bandwidth!, 2, 1e-12);
+  // ε is 0.001 of the activations' norm √(d_in)·rms, so it grows with the width as the norm does.
+  const wide = scratchSparsity(jr, { dIn: 512, rms: 1, mseSteps: 400 });
+  assertAlmostEquals(wide.bandwidth! / j1.bandwidth!, 2, 1e-12);
+  assertEquals(j1.signed, true);
+  assertEquals(a.signed, undefined, "relu's λ stays positive");
+  assertEquals(pretrainLrFor("relu", undefined), 3e-3);
+  assertEquals(pretrainLrFor("jumprelu", undefined), 3e-3);
+  assertEquals(pretrainLrFor("topk", undefined), 1e-3);
+  assertEquals(pretrainLrFor("batchtopk", undefined), 1e-3);
+  assertEquals(pretrainLrFor("relu", 5e-4), 5e-4);
   const bt = scratchSparsity(SaeInit.parse({ kind: "batchtopk", d_sae: 1024 }), {
     dIn: 128,
     rms: 1,
