@@ -2,13 +2,12 @@
 // on the same data order (train/experiment.ts), stores each finished arm as it goes (so a restarted
 // job skips them), and ends with the results table and the SVG plots in the experiments row. A
 // preset (`kinds_frontier`) trains its own SAEs instead: jobs/kinds_frontier_job.ts.
-import { eq } from "drizzle-orm";
-import { experiments } from "../db/schema.ts";
 import { bandChart, barChart, lineChart } from "../experiments/svg.ts";
 import { resolveHook } from "../lm/hooks.ts";
 import { type ArmResult, runArm } from "../train/experiment.ts";
 import { expandArms, ExperimentRequest } from "../train/experiment_config.ts";
 import { createSaeTrainer } from "../sae/trainers.ts";
+import { experimentRow } from "./experiment_row.ts";
 import { runKindsFrontier } from "./kinds_frontier_job.ts";
 import { loadDataset } from "./datasets.ts";
 import { type FinetuneDeps, JobInputError, loadModelRow, loadSaeById } from "./finetune_job.ts";
@@ -98,19 +97,10 @@ export function experimentHandler(deps: ExperimentDeps): JobHandler {
     const data = await loadDataset(deps.database, cfg.dataset);
     const ep = await chooseEp(cfg.ep);
     const arms = expandArms(cfg);
-    // The route inserts the row too; whichever comes first, it exists before results are saved.
-    await db.insert(experiments).values({
-      id: ctx.job.id,
-      name: cfg.name,
-      jobId: ctx.job.id,
-      config: cfg,
-    }).onConflictDoNothing();
-    const [row] = await db.select().from(experiments).where(eq(experiments.jobId, ctx.job.id));
-    const done: ArmResult[] = ((row?.result as ExperimentResult | null)?.arms ?? [])
-      .filter((a) => arms.some((s) => s.name === a.name));
-    const save = async (result: Partial<ExperimentResult>) => {
-      await db.update(experiments).set({ result }).where(eq(experiments.jobId, ctx.job.id));
-    };
+    const { stored, save } = await experimentRow<Partial<ExperimentResult>>(db, ctx.job.id, cfg);
+    const done: ArmResult[] = (stored?.arms ?? []).filter((a) =>
+      arms.some((s) => s.name === a.name)
+    );
     for (const [i, arm] of arms.entries()) {
       if (done.some((a) => a.name === arm.name)) continue;
       await ctx.emit("log", { message: `arm ${i + 1}/${arms.length}: ${arm.name}` });
@@ -154,6 +144,6 @@ export function experimentHandler(deps: ExperimentDeps): JobHandler {
       plots: resultPlots(ordered),
     };
     await save(result);
-    return { experiment: row?.id ?? ctx.job.id, table: result.table, runtime: runtimeInfo(ep) };
+    return { experiment: ctx.job.id, table: result.table, runtime: runtimeInfo(ep) };
   };
 }

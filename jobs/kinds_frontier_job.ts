@@ -3,8 +3,6 @@
 // Each finished run is stored in the experiments row as it ends, so a restarted experiment keeps
 // them and reruns the one it was in (which resumes from its own checkpoints: a run's directory is
 // named after the experiment and the run's index).
-import { eq } from "drizzle-orm";
-import { experiments } from "../db/schema.ts";
 import {
   frontierPlots,
   type FrontierResult,
@@ -16,6 +14,7 @@ import { chooseEp, runtimeInfo } from "../lm/session.ts";
 import { NonFiniteError } from "../train/checkpoint.ts";
 import type { KindsFrontierPreset } from "../train/experiment_config.ts";
 import { type FinetuneDeps, finetuneHandler } from "./finetune_job.ts";
+import { experimentRow } from "./experiment_row.ts";
 import type { JobContext } from "./runner.ts";
 
 /** The experiments row's result for this preset (the route shows `table` and serves `plots`). */
@@ -38,15 +37,9 @@ export async function runKindsFrontier(
   cfg: KindsFrontierPreset,
 ): Promise<unknown> {
   const { db } = deps.database;
-  await db.insert(experiments).values({
-    id: ctx.job.id,
-    name: cfg.name,
-    jobId: ctx.job.id,
-    config: cfg,
-  }).onConflictDoNothing();
-  const [row] = await db.select().from(experiments).where(eq(experiments.jobId, ctx.job.id));
+  const { stored, save } = await experimentRow<KindsFrontierResult>(db, ctx.job.id, cfg);
   const plan = planKindsFrontier(cfg);
-  const done: FrontierResult[] = ((row?.result as KindsFrontierResult | null)?.runs ?? [])
+  const done: FrontierResult[] = (stored?.runs ?? [])
     .filter((r) => plan.some((p) => p.name === r.name));
   const result = (runs: FrontierResult[], plots: Record<string, string>): KindsFrontierResult => ({
     preset: "kinds_frontier",
@@ -56,9 +49,6 @@ export async function runKindsFrontier(
     plots,
     arms: [],
   });
-  const save = async (r: KindsFrontierResult) => {
-    await db.update(experiments).set({ result: r }).where(eq(experiments.jobId, ctx.job.id));
-  };
   const finetune = finetuneHandler(deps);
   for (const [i, run] of plan.entries()) {
     if (done.some((r) => r.name === run.name)) continue;
@@ -113,7 +103,7 @@ export async function runKindsFrontier(
   const final = result(runs, { ce_gap_vs_l0: plots.ceGap, fvu_vs_l0: plots.fvu });
   await save(final);
   return {
-    experiment: row?.id ?? ctx.job.id,
+    experiment: ctx.job.id,
     preset: "kinds_frontier",
     table: final.table,
     runtime: runtimeInfo(await chooseEp(cfg.ep)),

@@ -6,23 +6,15 @@
 // kind); same-named runs are replaced.
 import { parseArgs } from "node:util";
 import { eq } from "drizzle-orm";
-import { openDatabase } from "../db/client.ts";
-import { MetricsWriter } from "../db/metrics_writer.ts";
-import { experiments, models } from "../db/schema.ts";
+import { experiments } from "../db/schema.ts";
 import {
   frontierPlots,
   type FrontierResult,
   frontierTable,
 } from "../experiments/kinds_frontier.ts";
-import { acquireGpu } from "../gpu/device.ts";
-import { EventHub, MemoryEventStore } from "../jobs/events.ts";
-import { experimentHandler } from "../jobs/experiment_job.ts";
 import type { KindsFrontierResult } from "../jobs/kinds_frontier_job.ts";
-import { MemoryJobStore } from "../jobs/memory_store.ts";
-import { JobRunner } from "../jobs/runner.ts";
-import { EMBEDDED_MODEL } from "../main.ts";
-import { createSaeTrainer } from "../sae/trainers.ts";
 import { KindsFrontierPreset } from "../train/experiment_config.ts";
+import { localExperiments } from "./_local_jobs.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -34,38 +26,16 @@ const cfg = KindsFrontierPreset.parse({
 });
 const out = values.out ?? "bench/out/kinds_frontier";
 
-const gpu = await acquireGpu({ log: false });
-const database = await openDatabase({ dataDir: "memory://" });
-await database.db.insert(models).values({ ...EMBEDDED_MODEL, builtin: true });
-const work = await Deno.makeTempDir({ prefix: "splice-frontier-" });
-const events = new EventHub(new MemoryEventStore());
-const runner = new JobRunner(new MemoryJobStore(), events, { pollMs: 50 });
-runner.register(
-  "experiment",
-  experimentHandler({
-    database,
-    gpu,
-    dataDir: work,
-    metrics: new MetricsWriter(database.db),
-    createTrainer: createSaeTrainer,
-  }),
-);
-runner.start();
+const jobs = await localExperiments();
 let fresh: FrontierResult[];
 try {
-  const job = await runner.submit("experiment", cfg);
-  let error = "";
-  for await (const e of events.subscribe(job.id)) {
-    if (e.type === "log") console.error((e.data as { message: string }).message);
-    if (e.type === "error") error = (e.data as { message: string }).message;
-  }
-  if (error) throw new Error(`kinds_frontier failed: ${error}`);
-  const [row] = await database.db.select().from(experiments).where(eq(experiments.jobId, job.id));
+  const run = await jobs.run(cfg, undefined, (m) => console.error(m));
+  if ("error" in run) throw new Error(`kinds_frontier failed: ${run.error}`);
+  const [row] = await jobs.database.db.select().from(experiments)
+    .where(eq(experiments.jobId, run.id));
   fresh = (row.result as KindsFrontierResult).runs;
 } finally {
-  await runner.stop();
-  await database.close();
-  await Deno.remove(work, { recursive: true });
+  await jobs.close();
 }
 const names = new Set(fresh.map((r) => r.name));
 const kept: FrontierResult[] = await Deno.readTextFile(`${out}/results.json`)
