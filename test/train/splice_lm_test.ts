@@ -34,8 +34,10 @@ Deno.test("SpliceLm: micro-batches add up to the whole batch's KL and gradient",
       const whole = await run(B), one = await run(1), two = await run(2);
       for (const part of [one, two]) {
         assert(Math.abs(part.kl - whole.kl) <= 1e-5 * whole.kl, `kl ${part.kl} vs ${whole.kl}`);
+        // Float32 sums in another order (ORT blocks its products by the batch's shape): seed
+        // 1173415781 measured 1.2e-5. A wrong micro-batch weighting is off by whole percents.
         const e = relError(part.grad as Float32Array, whole.grad as Float32Array);
-        assert(e <= 1e-5, `skip ${skip}: gradient relative error ${e}`);
+        assert(e <= 5e-5, `skip ${skip}: gradient relative error ${e}`);
       }
       assert(whole.kl > 0, "the perturbed splice has a positive KL");
       if (skip) {
