@@ -1,5 +1,6 @@
 // Plots as standalone SVG strings: no dependencies, so they can be stored with an experiment,
 // downloaded, and shown by the live page offline.
+import { PALETTE } from "../lib/palette.js";
 
 export interface Series {
   name: string;
@@ -12,16 +13,6 @@ export interface Band {
   points: [number, number, number, number][];
 }
 
-const PALETTE = [
-  "#1f77b4",
-  "#d62728",
-  "#2ca02c",
-  "#ff7f0e",
-  "#9467bd",
-  "#8c564b",
-  "#e377c2",
-  "#17becf",
-];
 const W = 640, H = 360, M = { l: 64, r: 150, t: 36, b: 48 };
 
 function esc(s: string): string {

@@ -1,6 +1,6 @@
 // What the scripts share as clients of the service: start it as a child process, call its JSON
 // API, follow a job's SSE stream to the end.
-import { readSseStream } from "../lib/sse.ts";
+import { readSseStream } from "../lib/sse.js";
 
 export const ROOT = new URL("../", import.meta.url).pathname;
 

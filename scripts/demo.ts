@@ -4,6 +4,7 @@
 // print one table with the CE-gap reduction of KL+MSE over MSE-only.
 //   deno task demo [--out DIR] [--tokens N] [--lr X] [--from-scratch] [--base-tokens N]
 import { parseArgs } from "node:util";
+import { EVAL_HEADERS, evalCells } from "../lib/eval_cells.js";
 import { api, followEvents, ROOT, startService } from "./_client.ts";
 
 const BASE_SAE = `${ROOT}fixtures/sae/tiny-neox-topk`;
@@ -121,31 +122,8 @@ try {
   );
   for (const [k, r] of done) arms[k] = r;
 
-  const row = (
-    name: string,
-    e: Eval,
-  ) => [
-    name,
-    e.ceClean,
-    e.ceSpliced,
-    e.ceZeroAblation,
-    e.ceRecovered,
-    e.ceGap,
-    e.kl,
-    e.recon.fvu,
-    e.recon.l0 ?? NaN,
-  ];
-  const head = [
-    "arm",
-    "CE clean",
-    "CE spliced",
-    "CE zero",
-    "recovered",
-    "CE gap",
-    "KL",
-    "FVU",
-    "L0",
-  ];
+  const row = (name: string, e: Eval) => [name, ...evalCells(e)];
+  const head = ["arm", ...EVAL_HEADERS];
   const rows = Object.entries(arms).map(([k, r]) => row(k, r.eval));
   const fmt = (v: string | number) => (typeof v === "number" ? v.toFixed(4) : v).padStart(11);
   console.log(head.map(fmt).join(""));

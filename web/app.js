@@ -1,6 +1,10 @@
 // The live page: job list, live charts from a job's SSE stream (fetch-based, so it can send the
 // bearer token and Last-Event-ID, and reconnect after the server restarts), the CE-eval table of
-// finished runs, and experiments with their SVG plots. No build step, no CDN.
+// finished runs, and experiments with their SVG plots. No build step, no CDN: the modules it
+// shares with the service come from lib/ (served as /ui/<name>.js by routes/page.ts).
+import { evalCells } from "./eval_cells.js";
+import { PALETTE } from "./palette.js";
+import { readSseStream } from "./sse.js";
 const $ = (s, el = document) => el.querySelector(s);
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const fmt = (v) =>
@@ -84,17 +88,7 @@ function renderEvals() {
   $("#evals tbody").innerHTML = rows.length
     ? rows.map(([j, e]) =>
       `<tr><td>${esc(j.id.slice(0, 8))}</td><td>${esc(j.label)}</td>` +
-      [
-        e.ceClean,
-        e.ceSpliced,
-        e.ceZeroAblation,
-        e.ceRecovered,
-        e.ceGap,
-        e.kl,
-        e.recon?.fvu,
-        e.recon?.l0,
-      ]
-        .map((v) => `<td>${fmt(v)}</td>`).join("") +
+      evalCells(e).map((v) => `<td>${fmt(v)}</td>`).join("") +
       "</tr>"
     ).join("")
     : `<tr><td colspan="10" class="muted">no finished evaluations yet</td></tr>`;
@@ -113,16 +107,6 @@ const METRICS = [
   ["deadLatents", "dead latents"],
   ["lr", "learning rate"],
   ["tokensPerSecond", "tokens / s"],
-];
-const COLORS = [
-  "#1f77b4",
-  "#d62728",
-  "#2ca02c",
-  "#ff7f0e",
-  "#9467bd",
-  "#8c564b",
-  "#e377c2",
-  "#17becf",
 ];
 
 class Charts {
@@ -173,8 +157,8 @@ class Charts {
       const lines = [...s.entries()].map(([, p], i) =>
         p.length === 1
           ? `<circle cx="${sx(p[0][0]).toFixed(1)}" cy="${sy(p[0][1]).toFixed(1)}" r="2.5" ` +
-            `fill="${COLORS[i % COLORS.length]}"/>`
-          : `<polyline fill="none" stroke="${COLORS[i % COLORS.length]}" stroke-width="1.5" ` +
+            `fill="${PALETTE[i % PALETTE.length]}"/>`
+          : `<polyline fill="none" stroke="${PALETTE[i % PALETTE.length]}" stroke-width="1.5" ` +
             `vector-effect="non-scaling-stroke" points="${
               p.map((q) => `${sx(q[0]).toFixed(1)},${sy(q[1]).toFixed(1)}`).join(" ")
             }"/>`
@@ -188,7 +172,7 @@ class Charts {
         (s.size > 1
           ? [...s.keys()].map((name, i) =>
             `<text x="296" y="${10 + 10 * i}" font-size="9" text-anchor="end" ` +
-            `fill="${COLORS[i % COLORS.length]}">${esc(name)}</text>`
+            `fill="${PALETTE[i % PALETTE.length]}">${esc(name)}</text>`
           ).join("")
           : "");
       svg.dataset.points = String(pts.length);
@@ -210,28 +194,14 @@ function follow(path, onEvent, onStatus) {
         });
         if (!r.ok) throw new Error(`HTTP ${r.status}`);
         onStatus(null);
-        const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
-        let buf = "", final = false;
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          buf += value;
-          let i;
-          while ((i = buf.indexOf("\n\n")) >= 0) {
-            const block = buf.slice(0, i);
-            buf = buf.slice(i + 2);
-            const ev = {};
-            for (const line of block.split("\n")) {
-              if (line.startsWith(":") || !line.includes(":")) continue;
-              ev[line.slice(0, line.indexOf(":"))] = line.slice(line.indexOf(":") + 1).trimStart();
-            }
-            if (!ev.data) continue;
-            if (ev.id) last = Number(ev.id);
-            const data = JSON.parse(ev.data);
-            onEvent(ev.event, data);
-            if (ev.event === "state" && ["succeeded", "failed", "cancelled"].includes(data.state)) {
-              final = true;
-            }
+        let final = false;
+        for await (const ev of readSseStream(r.body)) {
+          if (!ev.data) continue;
+          if (ev.id) last = Number(ev.id);
+          const data = JSON.parse(ev.data);
+          onEvent(ev.event, data);
+          if (ev.event === "state" && ["succeeded", "failed", "cancelled"].includes(data.state)) {
+            final = true;
           }
         }
         if (final) return;

@@ -1,5 +1,5 @@
 import { assertEquals } from "@std/assert";
-import { parseSseBlock, readSseStream, type SseMessage } from "../../lib/sse.ts";
+import { parseSseBlock, readSseStream, type SseMessage } from "../../lib/sse.js";
 import { freshRng } from "../util/rand.ts";
 
 Deno.test("parseSseBlock: fields, comments skipped, data lines joined, one leading space dropped", () => {

@@ -116,6 +116,20 @@ Deno.test("app: with a token, the page, /ui, /openapi.json and /docs need it too
   for (const path of ["/", "/ui/app.js", "/openapi.json", "/docs", "/models"]) {
     assertEquals((await a.request(path, { headers: auth })).status, 200, path);
   }
+  // The modules the page imports (web/app.js) come from lib/, as JavaScript; nothing else there.
+  const js = ["/ui/sse.js", "/ui/palette.js", "/ui/eval_cells.js"];
+  for (const path of js) {
+    const r = await a.request(path, { headers: auth });
+    assertEquals([r.status, r.headers.get("content-type")?.split(";")[0]], [
+      200,
+      "text/javascript",
+    ]);
+    assert((await r.text()).includes("export "), path);
+  }
+  const imported = [...(await (await a.request("/ui/app.js", { headers: auth })).text())
+    .matchAll(/^import .* from "\.\/([a-z_]+\.js)";$/gm)].map((m) => `/ui/${m[1]}`);
+  assertEquals(imported.sort(), js.sort());
+  assertEquals((await a.request("/ui/rng.ts", { headers: auth })).status, 404);
   // A wrong token (with spaces and "#" too) is refused and never echoed.
   const wrong = await a.request("/models", {
     headers: { Authorization: "Bearer a token # zzqq-bad" },

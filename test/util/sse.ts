@@ -1,5 +1,5 @@
 // A minimal SSE reader over a fetch Response (what a notebook client does).
-import { readSseStream } from "../../lib/sse.ts";
+import { readSseStream } from "../../lib/sse.js";
 
 export interface Sse {
   id: number;

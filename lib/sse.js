@@ -1,16 +1,19 @@
-// The client side of the service's Server-Sent Events, shared by the scripts and the tests.
-// web/app.js keeps its own reader: it is served to the browser as written, without a bundler.
+// The client side of the service's Server-Sent Events, shared by the live page (served to the
+// browser as /ui/sse.js, as written: plain JavaScript with JSDoc types), the scripts and the tests.
 
-/** One event's fields as sent; `data` lines are joined with "\n" as the SSE format says. */
-export interface SseMessage {
-  id?: string;
-  event?: string;
-  data?: string;
-}
+/**
+ * One event's fields as sent; `data` lines are joined with "\n" as the SSE format says.
+ * @typedef {{ id?: string, event?: string, data?: string }} SseMessage
+ */
 
-/** Fields of one block (the text between blank lines); comment lines (":…") are skipped. */
-export function parseSseBlock(block: string): SseMessage {
-  const fields: Record<string, string> = {};
+/**
+ * Fields of one block (the text between blank lines); comment lines (":…") are skipped.
+ * @param {string} block
+ * @returns {SseMessage}
+ */
+export function parseSseBlock(block) {
+  /** @type {Record<string, string>} */
+  const fields = {};
   for (const line of block.split("\n")) {
     if (!line || line.startsWith(":")) continue;
     const i = line.indexOf(":");
@@ -22,10 +25,12 @@ export function parseSseBlock(block: string): SseMessage {
   return { id: fields.id, event: fields.event, data: fields.data };
 }
 
-/** Each event of a stream as its blocks complete, whatever the chunk boundaries. */
-export async function* readSseStream(
-  body: ReadableStream<Uint8Array>,
-): AsyncGenerator<SseMessage> {
+/**
+ * Each event of a stream as its blocks complete, whatever the chunk boundaries.
+ * @param {ReadableStream<Uint8Array>} body
+ * @returns {AsyncGenerator<SseMessage>}
+ */
+export async function* readSseStream(body) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = "";
   for (;;) {
