@@ -1,11 +1,11 @@
 // Every entry of shaders/sae_dense.wgsl against float64 on random shapes (workgroup-size
 // non-multiples, one grid past 65535 workgroups), outputs poisoned with NaN first; wrong-size
 // buffers refused by name.
-import { assert, assertThrows } from "@std/assert";
+import { assert } from "@std/assert";
 import { createBuffer, poison, readF32, upload, write } from "../../gpu/buffers.ts";
 import { submitPass, UniformArena } from "../../gpu/kernel.ts";
 import * as dense from "../../gpu/sae_dense.ts";
-import { testGpu } from "../util/gpu.ts";
+import { assertPassRefused, testGpu } from "../util/gpu.ts";
 import { freshRng, maxScaledError, type Rng } from "../util/rand.ts";
 
 function close(got: Float32Array, want: Float64Array, what: string, rtol = 1e-5, atol = 1e-5) {
@@ -205,31 +205,17 @@ Deno.test("sae_dense: element-wise entries past 65535 workgroups (grid split ove
 
 Deno.test("sae_dense: a buffer smaller than its shape is refused by name", async () => {
   const { device } = await testGpu();
-  const uniforms = new UniformArena(device, "test");
   const x = createBuffer(device, 12 * 4), bias = createBuffer(device, 4 * 4);
   const out = createBuffer(device, 11 * 4);
-  assertThrows(
-    () =>
-      submitPass(
-        device,
-        uniforms,
-        "bad",
-        (r) => dense.center(r, { x, bias, out }, { rows: 3, cols: 4 }),
-      ),
-    RangeError,
+  assertPassRefused(
+    device,
+    (r) => dense.center(r, { x, bias, out }, { rows: 3, cols: 4 }),
     "sae_dense.center: out holds 11 values, needs 12 (rows=3 cols=4)",
   );
-  assertThrows(
-    () =>
-      submitPass(
-        device,
-        uniforms,
-        "bad",
-        (r) => dense.topkRelu(r, { pre: x, h: x }, { rows: 3, cols: 4, k: 5 }),
-      ),
-    RangeError,
+  assertPassRefused(
+    device,
+    (r) => dense.topkRelu(r, { pre: x, h: x }, { rows: 3, cols: 4, k: 5 }),
     "k must be in",
   );
   for (const b of [x, bias, out]) b.destroy();
-  uniforms.destroy();
 });

@@ -1,11 +1,11 @@
 // The sparse TopK SAE kernels (shaders/sae_sparse.wgsl) against float64 on random shapes: decode,
 // dval, the latent index (offsets and per-bucket order exactly), the weight gradients written and
 // accumulated, and the dead-latent mask; outputs poisoned with NaN first.
-import { assert, assertEquals, assertThrows } from "@std/assert";
+import { assert, assertEquals } from "@std/assert";
 import { createBuffer, poison, readF32, readU32, upload, write } from "../../gpu/buffers.ts";
 import { type Rec, submitPass, UniformArena } from "../../gpu/kernel.ts";
 import * as sp from "../../gpu/sae_sparse.ts";
-import { testGpu } from "../util/gpu.ts";
+import { assertPassRefused, testGpu } from "../util/gpu.ts";
 import { freshRng, maxScaledError, type Rng } from "../util/rand.ts";
 
 function close(got: ArrayLike<number>, want: Float64Array, what: string, atol = 1e-5) {
@@ -180,21 +180,13 @@ Deno.test("sae_sparse: every entry vs float64 on random shapes", async () => {
 
 Deno.test("sae_sparse: a short buffer is refused by name", async () => {
   const { device } = await testGpu();
-  const uniforms = new UniformArena(device, "test");
   const big = createBuffer(device, 4096), out = createBuffer(device, 4 * 4 * 8 - 4);
-  assertThrows(
-    () =>
-      submitPass(
-        device,
-        uniforms,
-        "bad",
-        (r) =>
-          sp.decode(r, { idx: big, val: big, W_dec: big, b: big, out }, { n: 4, d: 8, m: 8, k: 2 }),
-      ),
-    RangeError,
+  assertPassRefused(
+    device,
+    (r) =>
+      sp.decode(r, { idx: big, val: big, W_dec: big, b: big, out }, { n: 4, d: 8, m: 8, k: 2 }),
     "sae_sparse.decode: out holds 31 values, needs 32 (n=4 d=8 m=8 k=2)",
   );
   big.destroy();
   out.destroy();
-  uniforms.destroy();
 });
