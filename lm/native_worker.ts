@@ -23,6 +23,7 @@ export interface NativeCreateOptions {
   intraOpNumThreads: number;
   graphOptimizationLevel: "all";
   logSeverityLevel: 0 | 1 | 2 | 3 | 4;
+  extra?: { session: { intra_op: { allow_spinning: "0" | "1" } } };
 }
 
 type Request =

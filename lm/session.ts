@@ -229,6 +229,8 @@ async function nativeSession(model: ModelInput, opts: SessionOptions): Promise<L
     intraOpNumThreads: opts.threads ?? cpuThreads(),
     graphOptimizationLevel: "all" as const,
     logSeverityLevel: LOG_SEVERITY[opts.logLevel ?? "error"],
+    // ORT's pool otherwise spins after each run, holding the cores the SAE's step needs next.
+    extra: { session: { intra_op: { allow_spinning: "0" as const } } },
   };
   let session: NativeWorkerSession;
   try {
