@@ -12,7 +12,7 @@ import { JobRunner } from "./jobs/runner.ts";
 import { finetuneHandler } from "./jobs/finetune_job.ts";
 import { evalHandler } from "./jobs/eval_job.ts";
 import { MetricsWriter } from "./db/metrics_writer.ts";
-import { createSaeTrainer } from "./sae/trainers.ts";
+import { createTrainer } from "./sae/sae_device.ts";
 import { experimentHandler } from "./jobs/experiment_job.ts";
 import { createApp } from "./routes/app.ts";
 import type { Db } from "./db/client.ts";
@@ -69,7 +69,7 @@ async function main() {
     gpu,
     dataDir: config.dataDir,
     metrics,
-    createTrainer: createSaeTrainer,
+    createTrainer,
   };
   runner.register("finetune", finetuneHandler(jobDeps));
   runner.register("eval", evalHandler(jobDeps));

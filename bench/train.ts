@@ -1,10 +1,12 @@
 // Training step throughput on the embedded default (tiny-neox, hook after block 1, TopK n=2048
 // k=16, 8×128 tokens a step): one LM forward (the yardstick), the MSE step on cached activations
-// (SAE only), the LM side of a KL step (prefix + the KL session, which runs the clean and spliced
-// suffix), and whole loop steps of train/finetune.ts for mse, kl_mse and e2e. Prints peak RSS,
-// `kl_step_over_forward <ratio>` (the LM side of a KL step over one forward, same batch, same run)
-// and, on the default shape, `kl_step_vs_pytorch <ratio>`: splice's whole KL+MSE loop step
-// throughput over tools/python/kl_step_torch.py's on the same cores. Writes bench/out/train.json.
+// (SAE only, on each SAE device: webgpu and cpu), the LM side of a KL step (prefix + the KL
+// session, which runs the clean and spliced suffix), and whole loop steps of train/finetune.ts for
+// mse, kl_mse and e2e with the SAE where sae_device "auto" puts it, and kl_mse with it on the other
+// device. Prints peak RSS, `kl_step_over_forward <ratio>` (the LM side of a KL step over one
+// forward, same batch, same run) and, on the default shape, `kl_step_vs_pytorch <ratio>`: splice's
+// whole KL+MSE loop step throughput (SAE on the auto device) over tools/python/kl_step_torch.py's
+// on the same cores. Writes bench/out/train.json.
 //   deno task bench train   [--ep auto|cpu|wasm|webgpu] (BENCH_STEPS=n steps per row, default 6)
 // At the paper's scale, a Pythia-160M-size graph from tools/python/make_pythia_graph.py:
 //   deno task bench train --model pythia160m.onnx --hook /blocks.8/Add_2_output_0 \
@@ -21,6 +23,9 @@ import { prefix } from "../lm/surgery.ts";
 import { listHookPoints } from "../lm/hooks.ts";
 import { initSae } from "../sae/init.ts";
 import { TopKGpuTrainer } from "../sae/topk_trainer.ts";
+import { CpuTopKTrainer } from "../sae/cpu_topk_trainer.ts";
+import { autoSaeDevice, SAE_DEVICES, type SaeDevice } from "../sae/sae_device.ts";
+import type { OwnedTrainer } from "../sae/trainer.ts";
 import { createLmStepSessions, runFinetune } from "../train/finetune.ts";
 import { microBatchFor, stepShapeOf } from "../train/memory.ts";
 import { SpliceLm } from "../train/splice_lm.ts";
@@ -63,6 +68,11 @@ const sae = initSae({
   k: Number(a.k ?? 16),
 }, { seed: 0 });
 const opts = { weightDecay: 0.01, gradClip: 1, decoderConstraint: false };
+const autoDevice = autoSaeDevice(gpu.info);
+const trainerOn = (dev: SaeDevice): Promise<OwnedTrainer> =>
+  dev === "cpu"
+    ? CpuTopKTrainer.create(sae, opts)
+    : Promise.resolve(new TopKGpuTrainer(gpu, sae, opts));
 const rows: { step: string; ms: number; tokPerS: number; overForward: number }[] = [];
 
 // One plain forward of the whole LM on the same batch: the yardstick.
@@ -77,21 +87,23 @@ const add = (step: string, ms: number) =>
   rows.push({ step, ms, tokPerS: N / (ms / 1000), overForward: ms / forwardMs });
 add("LM forward", forwardMs);
 
-// The MSE step on cached activations: the SAE alone.
+// The MSE step on cached activations: the SAE alone, on each device.
 {
   const pre = await createSession(prefix(model, HOOK), { ep, device });
   const x = (await pre.run({ [pre.inputNames[0]]: ids }))[HOOK].data as Float32Array;
   await pre.release();
-  const t = new TopKGpuTrainer(gpu, sae, opts);
-  const step = async () => {
-    await t.forward(x, N);
-    await t.backwardAndStep({ wMse: 1, gExt: null, wExt: 0, lr: 1e-4 });
-  };
-  await step();
-  t0 = performance.now();
-  for (let s = 0; s < STEPS; s++) await step();
-  add("mse (cached activations)", (performance.now() - t0) / STEPS);
-  t.release();
+  for (const dev of SAE_DEVICES) {
+    const t = await trainerOn(dev);
+    const step = async () => {
+      await t.forward(x, N);
+      await t.backwardAndStep({ wMse: 1, gExt: null, wExt: 0, lr: 1e-4 });
+    };
+    await step();
+    t0 = performance.now();
+    for (let s = 0; s < STEPS; s++) await step();
+    add(`mse (cached activations), SAE on ${dev}`, (performance.now() - t0) / STEPS);
+    t.release();
+  }
 }
 
 // The LM side of a KL step alone: the prefix (clean activations) and the KL session (clean and
@@ -123,10 +135,16 @@ if (objectives.includes("kl_mse")) {
   await sessions.release();
 }
 
-// Whole loop steps; sessions are made outside the timing, the first step is a warm-up.
-for (const objective of objectives) {
+// Whole loop steps with the SAE where auto puts it, and kl_mse with it on the other device too;
+// sessions are made outside the timing, the first step is a warm-up.
+const loops = objectives.map((objective) => ({ objective, dev: autoDevice }));
+if (objectives.includes("kl_mse")) {
+  for (const dev of SAE_DEVICES) if (dev !== autoDevice) loops.push({ objective: "kl_mse", dev });
+}
+const loopRow = (objective: Objective, dev: SaeDevice) => `${objective} loop step, SAE on ${dev}`;
+for (const { objective, dev } of loops) {
   const lm = await createLmStepSessions(model, HOOK, objective !== "mse", ep, device);
-  const trainer = new TopKGpuTrainer(gpu, sae, opts);
+  const trainer = await trainerOn(dev);
   const times: number[] = [];
   let last = performance.now();
   await runFinetune({
@@ -151,19 +169,20 @@ for (const objective of objectives) {
   }, lm);
   await lm.release();
   trainer.release();
-  add(`${objective} loop step`, times.slice(1).reduce((a, b) => a + b, 0) / STEPS);
+  add(loopRow(objective, dev), times.slice(1).reduce((a, b) => a + b, 0) / STEPS);
 }
 
 printTable(rows);
-const klRate = rows.find((r) => r.step === "kl_mse loop step")?.tokPerS ?? 0;
+const klRow = loopRow("kl_mse", autoDevice);
+const klRate = rows.find((r) => r.step === klRow)?.tokPerS ?? 0;
 const projectedMinutes = 25e6 / klRate / 60;
 console.log(
   `projected 25M-token KL+MSE fine-tune at ${klRate.toFixed(0)} tok/s: ${
     projectedMinutes.toFixed(1)
-  } min (${gpu.info.description}, ${ep} EP, ${B}×${T} tokens a step)`,
+  } min (${gpu.info.description}, ${ep} EP, SAE on ${autoDevice}, ${B}×${T} tokens a step)`,
 );
 const klOverForward = rows.find((r) => r.step.startsWith("LM side of a kl step"))?.overForward;
-const loopOverForward = rows.find((r) => r.step === "kl_mse loop step")?.overForward;
+const loopOverForward = rows.find((r) => r.step === klRow)?.overForward;
 const peakRssBytes = await peakRss();
 console.log(`peak RSS ${(peakRssBytes / 2 ** 30).toFixed(2)} GB`);
 // The same KL+MSE step in PyTorch (tools/python/kl_step_torch.py: forward clean, forward spliced,
@@ -173,6 +192,7 @@ const klVsTorch = torch && klRate ? klRate / torch.tokens_per_second : null;
 const path = await writeJson("train", {
   adapter: gpu.info.description,
   ep,
+  saeDevice: autoDevice,
   batch: { B, T },
   steps: STEPS,
   rows,
@@ -194,7 +214,9 @@ if (torch) {
   );
 }
 if (klOverForward !== undefined) console.log(`kl_step_over_forward ${klOverForward.toFixed(3)}`);
-if (klVsTorch !== null) console.log(`kl_step_vs_pytorch ${klVsTorch.toFixed(3)}`);
+if (klVsTorch !== null) {
+  console.log(`kl_step_vs_pytorch ${klVsTorch.toFixed(3)} (SAE on ${autoDevice}: sae_device auto)`);
+}
 
 /** The process's peak resident set (VmHWM), in bytes. */
 async function peakRss(): Promise<number> {

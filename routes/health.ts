@@ -2,13 +2,15 @@ import { Hono } from "hono";
 import type { AppDeps } from "./deps.ts";
 import { runtimeInfo, runtimeOf, runtimeStatus } from "../lm/session.ts";
 import { describe } from "./describe.ts";
+import { autoSaeDevice, CPU_SAE_KINDS } from "../sae/sae_device.ts";
 import { Health } from "./responses.ts";
 
 export function healthRoutes(deps: AppDeps) {
   return new Hono().get(
     "/",
     describe({
-      summary: "GPU adapter and limits, ONNX Runtime versions and EPs, database, uptime",
+      summary:
+        "GPU adapter and limits, ONNX Runtime versions and EPs, the SAE device, database, uptime",
       public: true,
       ok: {
         status: 200,
@@ -40,6 +42,8 @@ export function healthRoutes(deps: AppDeps) {
               : { runtime: runtimeOf("webgpu"), available: true },
           },
         },
+        // Where fine-tunes train a plain TopK SAE with sae_device "auto".
+        sae: { auto: autoSaeDevice(gpu.info), cpu_kinds: CPU_SAE_KINDS },
         database: { kind: database.kind },
         uptimeSeconds: Math.round((performance.now() - deps.startedAt) / 1000),
       });

@@ -43,6 +43,10 @@ export const Health = z.object({
     auto: RuntimeInfo,
     eps: z.record(z.string(), EpStatus),
   }),
+  sae: z.object({
+    auto: z.enum(["webgpu", "cpu"]).describe('where sae_device "auto" trains a plain topk SAE'),
+    cpu_kinds: z.string().describe('what sae_device "cpu" trains'),
+  }),
   database: z.object({ kind: z.string() }),
   uptimeSeconds: z.number(),
 }).meta({ id: "Health" });

@@ -6,6 +6,7 @@
 // residual e = x − x̂ (detached) is reconstructed from the top-k_aux pre-activations of the dead
 // latents, ê = Σ relu(pre_j)·W_dec,j, and coef·‖ê − e‖² / Σ‖e − ē‖² joins the loss, so dead
 // latents get gradient toward what the live ones miss.
+import { auxkResidual } from "./auxk.ts";
 import { createBuffer, readF32, readU32, write } from "../gpu/buffers.ts";
 import type { Rec } from "../gpu/kernel.ts";
 import { Matmul } from "../gpu/matmul.ts";
@@ -183,7 +184,9 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
   protected freeBatch(): void {
     const b = this.#batch;
     if (!b) return;
-    for (const x of [b.x, b.xc, b.pre, b.idx, b.val, b.dval, b.xhat, b.dx, b.list]) x.destroy();
+    for (const x of [b.x, b.y, b.xc, b.pre, b.idx, b.val, b.dval, b.xhat, b.dx, b.list]) {
+      x.destroy();
+    }
     for (const c of b.chunks) {
       c.enc.destroy();
       c.topk.destroy();
@@ -199,22 +202,23 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
     this.#batch = null;
   }
 
-  async forward(x: Float32Array, n: number, inference = false) {
+  async forward(x: Float32Array, n: number, inference = false, target?: Float32Array) {
     const d = this.dIn;
     if (x.length !== n * d) {
       throw new RangeError(`forward: x has ${x.length} values, expected ${n}×${d}`);
     }
     const b = this.#batchFor(n);
     write(this.device, b.x, x);
+    const y = this.writeTarget(b, x, target);
     this.#encodeForward(b, n, inference);
     // Each readback waits out the device's poll interval (~11 ms on llvmpipe): read together.
     const [xhat, l0] = await Promise.all([readF32(this.device, b.xhat, n * d), this.#l0(b, n)]);
     if (b.auxOn) {
-      // The auxk residual x − x̂ is formed on the host in the backward.
-      b.hostX = x.slice();
+      // The auxk residual y − x̂ is formed on the host in the backward.
+      b.hostX = y.slice();
       b.hostXhat = xhat;
     }
-    return { xhat, mse: this.mseOf(x, xhat), l0 };
+    return { xhat, mse: this.mseOf(y, xhat), l0 };
   }
 
   /**
@@ -224,6 +228,9 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
    */
   async forwardGpu(x: GPUBuffer, n: number, inference = false) {
     const d = this.dIn;
+    if (this.sae.cfg.transcoder) {
+      throw new Error("forwardGpu: transcoders read their input and target from the host");
+    }
     if (x.size < n * d * 4) {
       throw new RangeError(`forwardGpu: x holds ${x.size} bytes, expected ${n}×${d} floats`);
     }
@@ -272,7 +279,7 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
       pass: enc.beginComputePass({ label: "sae.forward" }),
       uniforms: this.uniforms,
     };
-    center(rec, { x: b.x, bias: P.b_dec, out: b.xc }, { rows: n, cols: d });
+    center(rec, { x: b.x, bias: this.encoderBias, out: b.xc }, { rows: n, cols: d });
     for (const c of b.chunks) {
       if (S) {
         rec.pass.end();
@@ -306,6 +313,7 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
       m,
       k,
     });
+    this.recordSkipForward(rec, b, n);
     rec.pass.end();
     this.device.queue.submit([enc.finish()]);
     this.uniforms.reset();
@@ -330,7 +338,7 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
       write(this.device, b.dx, o.gExt ?? new Float32Array(n * d));
     }
     this.#encode("sae.backward", (rec) => {
-      dxhat(rec, { xhat: b.xhat, x: b.x, g: b.dx }, {
+      dxhat(rec, { xhat: b.xhat, x: b.y, g: b.dx }, {
         rows: n,
         cols: d,
         a: o.wMse * 2 / (n * d),
@@ -339,12 +347,16 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
       const dims = { n, d, m, k };
       sparse.dval(rec, { idx: b.idx, val: b.val, dx: b.dx, W_dec: P.W_dec, out: b.dval }, dims);
       this.#sparseGrads(rec, dims, b.idx, b.val, b.dval, b.list, b.dx, b.xc, false);
+      this.recordSkipGrad(rec, b, n);
     });
     const aux = b.auxOn ? await this.#auxk(b) : 0;
     this.pass("sae.bdec", (rec) => {
       // b_dec enters both the decoder output and the encoder input (∂b_enc includes auxk here).
       colSum(rec, { m: b.dx, out: G.b_dec }, { rows: n, cols: d });
-      bdecGrad(rec, { W_enc: P.W_enc, dbEnc: G.b_enc, out: G.b_dec }, { rows: d, cols: m });
+      // A transcoder's encoder does not read x − b_dec.
+      if (!this.sae.cfg.transcoder) {
+        bdecGrad(rec, { W_enc: P.W_enc, dbEnc: G.b_enc, out: G.b_dec }, { rows: d, cols: m });
+      }
       this.firing.record(rec.pass, n, { kind: "sparse", idx: b.idx, val: b.val, k });
       this.firing.recordDeadCount(rec.pass);
     });
@@ -405,24 +417,15 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
       }, dims);
     });
     const ehat = await readF32(this.device, a.ehat, n * d);
-    const e = new Float64Array(n * d), mean = new Float64Array(d);
-    for (let q = 0; q < n * d; q++) {
-      e[q] = b.hostX[q] - b.hostXhat[q];
-      mean[q % d] += e[q] / n;
-    }
-    let total = 0, se = 0;
-    for (let q = 0; q < n * d; q++) {
-      total += (e[q] - mean[q % d]) ** 2;
-      se += (ehat[q] - e[q]) ** 2;
-    }
-    if (!(total > 0)) return 0;
-    const scale = 2 * this.auxCoef / total;
-    write(this.device, a.de, Float32Array.from(ehat, (v, q) => scale * (v - e[q])));
+    const de = new Float32Array(n * d);
+    const loss = auxkResidual(b.hostX, b.hostXhat, ehat, n, d, this.auxCoef, de);
+    if (loss === null) return 0;
+    write(this.device, a.de, de);
     this.#encode("sae.auxk.backward", (rec) => {
       sparse.dval(rec, { idx: a.idx, val: a.val, dx: a.de, W_dec: P.W_dec, out: a.dval }, dims);
       this.#sparseGrads(rec, dims, a.idx, a.val, a.dval, a.list, a.de, b.xc, true);
     });
-    return this.auxCoef * se / total;
+    return loss;
   }
 
   /**
@@ -433,6 +436,9 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
   async inputGradient(g: Float32Array): Promise<Float32Array> {
     const b = this.#batch;
     if (!b) throw new Error("inputGradient before forward");
+    if (this.sae.cfg.transcoder) {
+      throw new Error("inputGradient: not implemented for transcoders (LoRA before the hook)");
+    }
     const n = b.n, d = this.dIn, m = this.dSae, k = this.k;
     if (g.length !== n * d) throw new RangeError(`inputGradient: g has ${g.length}, not ${n * d}`);
     const idx = await readU32(this.device, b.idx, n * k),

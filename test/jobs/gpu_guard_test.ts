@@ -88,6 +88,8 @@ Deno.test({
         seq_len: 16,
         shuffle_buffer_tokens: 0,
         eval_sequences: 0,
+        // The GPU trainer: on a software adapter auto would train this TopK SAE on the CPU.
+        sae_device: "webgpu",
         init: { kind: "topk", d_sae: dSae, k: 4 },
       });
       const events = await readSse(await fetch(`${svc.url}/finetunes/${job.id}/events`));
