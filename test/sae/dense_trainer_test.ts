@@ -2,27 +2,18 @@
 // selection and the running threshold, inference through the threshold (SAELens semantics, as
 // test/sae/ref.ts), weight gradients against central finite differences, and JumpReLU's θ gradient
 // against the straight-through estimator written out in float64.
-import { assertEquals, assertLess } from "@std/assert";
+import { assertEquals, assertLess, assertRejects } from "@std/assert";
 import { readF32 } from "../../gpu/buffers.ts";
 import { DenseGpuTrainer } from "../../sae/dense_trainer.ts";
-import type { Sae } from "../../sae/types.ts";
+import { GatedGpuTrainer } from "../../sae/gated_trainer.ts";
 import { poisonAll, testGpu } from "../util/gpu.ts";
 import { centralDifferences } from "../util/fd.ts";
 import { freshRng, relError } from "../util/rand.ts";
+import { randomGatedSae } from "./gated_ref.ts";
 import { forwardRef, randomSae } from "./ref.ts";
+import { batchTopk, decodeKept, pre64, to64, type W } from "./ref64.ts";
 
 const NAMES = ["W_enc", "b_enc", "W_dec", "b_dec"] as const;
-type W = Record<string, Float64Array>;
-const to64 = (s: Sae): W =>
-  Object.fromEntries(Object.entries(s.weights).map(([k, v]) => [k, Float64Array.from(v!)]));
-
-function pre64(w: W, x: ArrayLike<number>, t: number, d: number, m: number): Float64Array {
-  return Float64Array.from({ length: m }, (_, j) => {
-    let v = w.b_enc[j];
-    for (let i = 0; i < d; i++) v += (x[t * d + i] - w.b_dec[i]) * w.W_enc[i * m + j];
-    return v;
-  });
-}
 
 /** Central differences of f at every element of w[name]. */
 function fdGrad(w: W, name: string, f: (w: W) => number): Float64Array {
@@ -38,25 +29,8 @@ Deno.test("batchtopk: the K·N largest over the batch, running threshold, gradie
   const x = rng.normals(n * d), g = rng.normals(n * d), wMse = 0.6, wExt = 0.2;
   const w0 = to64(sae);
   // The selection, fixed at w0 (a small perturbation does not change it).
-  const all: { t: number; j: number; v: number }[] = [];
-  for (let t = 0; t < n; t++) {
-    pre64(w0, x, t, d, m).forEach((v, j) => v > 0 && all.push({ t, j, v }));
-  }
-  all.sort((a, b) => b.v - a.v);
-  const chosen = all.slice(0, k * n);
-  const keep = new Set(chosen.map((c) => c.t * m + c.j));
-  const forward = (w: W) => {
-    const xhat = new Float64Array(n * d);
-    for (let t = 0; t < n; t++) {
-      const pre = pre64(w, x, t, d, m);
-      for (let i = 0; i < d; i++) {
-        let v = w.b_dec[i];
-        for (let j = 0; j < m; j++) if (keep.has(t * m + j)) v += pre[j] * w.W_dec[j * d + i];
-        xhat[t * d + i] = v;
-      }
-    }
-    return xhat;
-  };
+  const { keep, smallest } = batchTopk(w0, x, { n, d, m, k });
+  const forward = (w: W) => decodeKept(w, x, keep, { n, d, m });
   const loss = (w: W) => {
     const xhat = forward(w);
     let mse = 0, ext = 0;
@@ -74,7 +48,7 @@ Deno.test("batchtopk: the K·N largest over the batch, running threshold, gradie
   try {
     const f = await trainer.forward(x, n);
     assertLess(relError(f.xhat, forward(w0)), 1e-5, "x̂ of the batch selection");
-    assertEquals(f.l0, chosen.length / n);
+    assertEquals(f.l0, keep.size / n);
     poisonAll(gpu.device, trainer.grads);
     await trainer.backwardAndStep({ wMse, gExt: g, wExt, lr: 0 });
     for (const name of NAMES) {
@@ -83,7 +57,6 @@ Deno.test("batchtopk: the K·N largest over the batch, running threshold, gradie
     }
     // The first batch sets the inference threshold to the smallest selected activation.
     const saved = await trainer.toSae();
-    const smallest = chosen[chosen.length - 1].v;
     assertLess(Math.abs(saved.weights.threshold![0] - smallest) / smallest, 1e-5, "threshold");
     // A fresh batch, so that no pre-activation sits exactly on the threshold.
     const x2 = rng.normals(n * d);
@@ -192,4 +165,28 @@ Deno.test("dense trainer: a threshold of the wrong size is a named error", async
     msg = (e as Error).message;
   }
   assertEquals(msg, "jumprelu SAE: threshold must hold 6 value(s), found 5");
+});
+
+Deno.test("dense and gated trainers: a batch over one storage binding names the tokens that fit", async () => {
+  const gpu = await testGpu();
+  const rng = freshRng("dense-limit");
+  const limit = gpu.device.limits.maxStorageBufferBindingSize, n = 4096, d = 4;
+  // d_sae such that [n, d_sae] floats are just over the limit: n − 1 tokens fit.
+  const m = Math.floor(limit / (4 * n)) + 1, fits = Math.floor(limit / (m * 4));
+  const opts = { weightDecay: 0, gradClip: 1, decoderConstraint: false };
+  const trainers: [DenseGpuTrainer | GatedGpuTrainer, string][] = [
+    [new DenseGpuTrainer(gpu, randomSae(rng, { kind: "relu", dIn: d, dSae: m }), opts), "relu"],
+    [new GatedGpuTrainer(gpu, randomGatedSae(rng, d, m), opts), "gated"],
+  ];
+  for (const [trainer, kind] of trainers) {
+    try {
+      await assertRejects(
+        () => trainer.forward(rng.normals(n * d), n),
+        RangeError,
+        `use at most ${fits} tokens a step with a ${kind} SAE`,
+      );
+    } finally {
+      trainer.release();
+    }
+  }
 });
