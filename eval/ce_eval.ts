@@ -10,6 +10,7 @@ import { feedsFor } from "../lm/signature.ts";
 import { ceEvalGraph } from "../lm/step_graphs.ts";
 import { prefix as prefixOf } from "../lm/surgery.ts";
 import { resolveHook } from "../lm/hooks.ts";
+import { type MlpHookPair, transcoderPrefix } from "../lm/transcoder_graphs.ts";
 import { type Activations, ReconAccumulator, type ReconMetrics } from "./recon_metrics.ts";
 
 export class EvalError extends Error {
@@ -24,6 +25,8 @@ export interface Reconstructor {
   reconstruct(
     x: Float32Array,
     nTokens: number,
+    /** Transcoders: the MLP output they predict (the GPU trainers compare with it). */
+    target?: Float32Array,
   ): Promise<{ xhat: Float32Array; acts?: Activations; l0?: number }>;
 }
 
@@ -47,6 +50,12 @@ export interface CeEvalOptions {
   excludeTokens?: number[];
   onProgress?: (done: { tokens: number; totalTokens?: number }) => void;
   signal?: AbortSignal;
+  /**
+   * The SAE is a transcoder of this MLP: it reads the MLP's input, the spliced run has the MLP's
+   * output replaced by ŷ (resid_post − y + ŷ at the pair's resid_post, `hook` ignored), zero- and
+   * mean-ablation replace the MLP's output by 0 and its mean, and FVU / MSE are against y.
+   */
+  transcoder?: MlpHookPair;
 }
 
 export interface CeEvalResult {
@@ -70,7 +79,7 @@ export interface CeEvalResult {
 }
 
 export interface EvalSessions {
-  /** The LM up to the hook: the clean activations. */
+  /** The LM up to the hook: the clean activations (transcoders: then the MLP's input, output). */
   clean: LmSession;
   /** ceEvalGraph with three variants: spliced, zero-ablated, mean-ablated. */
   suffix: LmSession;
@@ -89,18 +98,24 @@ export async function createEvalSessions(
   suffixModel: ModelProto = model,
   /** The LM up to the hook when the spliced run's differs from `model` (LoRA before the hook). */
   prefixModel?: ModelProto,
+  /** A transcoder's MLP (the splice is then at its resid_post, `hook` ignored). */
+  transcoder?: MlpHookPair,
 ): Promise<EvalSessions> {
   const opts = { ep, device };
   const [clean, suffix, prefix] = await createSessions([
-    { model: prefixOf(model, hook), opts },
-    { model: ceEvalGraph(model, hook, 3, { spliced: suffixModel }), opts },
+    { model: transcoder ? transcoderPrefix(model, transcoder) : prefixOf(model, hook), opts },
+    // A transcoder splices at its block's output, whatever hook names its input.
+    {
+      model: ceEvalGraph(model, transcoder?.post ?? hook, 3, { spliced: suffixModel }),
+      opts,
+    },
     prefixModel ? { model: prefixModel, opts } : null,
   ]);
   return {
     clean: clean!,
     suffix: suffix!,
     prefix: prefix ?? undefined,
-    hookName: hook,
+    hookName: transcoder?.post ?? hook,
     release: async () => {
       await clean!.release();
       await suffix!.release();
@@ -119,15 +134,24 @@ export async function ceEval(opts: CeEvalOptions, sessions?: EvalSessions): Prom
       `sequence length ${T} is longer than the model's context of ${opts.contextLength} tokens`,
     );
   }
+  const tc = opts.transcoder;
   let hook: string;
   try {
-    hook = resolveHook(opts.model, opts.hook);
+    hook = tc ? tc.post : resolveHook(opts.model, opts.hook);
   } catch (e) {
     throw new EvalError((e as Error).message);
   }
   opts = { ...opts, hook };
   const own = !sessions;
-  sessions ??= await createEvalSessions(opts.model, opts.hook, opts.ep, opts.device);
+  sessions ??= await createEvalSessions(
+    opts.model,
+    opts.hook,
+    opts.ep,
+    opts.device,
+    undefined,
+    undefined,
+    tc,
+  );
   const skip = opts.skipFirstPositions ?? 0;
   const excluded = new Set(opts.excludeTokens ?? []);
   const acc = new ReconAccumulator(opts.sae.dIn, opts.sae.dSae);
@@ -167,6 +191,9 @@ export async function ceEval(opts: CeEvalOptions, sessions?: EvalSessions): Prom
           (await runPrefix(sessions.prefix))[sessions.prefix.outputNames[0]].data as Float32Array,
         )
         : xClean;
+      // Transcoders: what they read and predict; the stream around the MLP is x − y.
+      const xIn = tc ? cleanOut[tc.input].data as Float32Array : x;
+      const y = tc ? cleanOut[tc.output].data as Float32Array : x;
       // Positions left out keep their original activations in every spliced run.
       const keep = new Uint8Array(B * T);
       for (let b = 0; b < B; b++) {
@@ -174,17 +201,19 @@ export async function ceEval(opts: CeEvalOptions, sessions?: EvalSessions): Prom
           keep[b * T + t] = t >= skip && !excluded.has(Number(ids[b * T + t])) ? 1 : 0;
         }
       }
-      const { xhat, acts, l0 } = await opts.sae.reconstruct(x, B * T);
+      const { xhat, acts, l0 } = await opts.sae.reconstruct(xIn, B * T, tc ? y : undefined);
       if (l0 !== undefined) l0Sum += l0 * B * T;
       if (acts) haveActs = true;
-      acc.add(x, xhat, acts, keep);
+      acc.add(y, xhat, acts, keep);
       const mean = new Float64Array(d);
       let nk = 0;
       for (let r = 0; r < B * T; r++) {
         if (!keep[r]) continue;
         nk++;
-        for (let i = 0; i < d; i++) mean[i] += x[r * d + i];
+        for (let i = 0; i < d; i++) mean[i] += y[r * d + i];
       }
+      // SAE: the hook's value; transcoder: resid_post with the MLP's output taken out.
+      const base = (r: number, i: number) => tc ? x[r * d + i] - y[r * d + i] : 0;
       const spliceIn = (f: (r: number, i: number) => number) => {
         const out = new Float32Array(B * T * d);
         for (let r = 0; r < B * T; r++) {
@@ -195,9 +224,9 @@ export async function ceEval(opts: CeEvalOptions, sessions?: EvalSessions): Prom
       const act = (a: Float32Array) => new ort.Tensor("float32", a, [B, T, d]);
       const out = await sessions.suffix.run(feedsFor(sessions.suffix.inputNames, {
         hook_clean: act(xClean),
-        hook_0: act(spliceIn((r, i) => xhat[r * d + i])),
-        hook_1: act(spliceIn(() => 0)),
-        hook_2: act(spliceIn((_, i) => mean[i] / Math.max(nk, 1))),
+        hook_0: act(spliceIn((r, i) => base(r, i) + xhat[r * d + i])),
+        hook_1: act(spliceIn((r, i) => base(r, i))),
+        hook_2: act(spliceIn((r, i) => base(r, i) + mean[i] / Math.max(nk, 1))),
         labels: new ort.Tensor("int64", ids, [B, T]),
       }, lmIn));
       const ceC = out["ce_clean"].data as Float32Array;

@@ -9,10 +9,10 @@ import { pretrainLrFor } from "../train/scratch_defaults.ts";
 import { lineChart, type Series } from "./svg.ts";
 
 export const KindsFrontierConfig = z.object({
-  kinds: z.array(z.enum(["topk", "batchtopk", "relu", "jumprelu"])).min(1)
+  kinds: z.array(z.enum(["topk", "batchtopk", "relu", "jumprelu", "gated"])).min(1)
     .default(["topk", "batchtopk", "relu", "jumprelu"]),
   sparsities: z.array(z.number().int().min(1).max(256)).min(1).max(8).default([8, 32])
-    .describe("k for topk and batchtopk, target_l0 for relu and jumprelu"),
+    .describe("k for topk and batchtopk, target_l0 for relu, jumprelu and gated"),
   objectives: z.array(z.enum(["mse", "kl_mse"])).min(1).default(["mse", "kl_mse"]),
   tokens: z.number().int().min(1).max(1e10).default(32_768).describe("training tokens per run"),
   d_sae: z.number().int().min(1).default(512),

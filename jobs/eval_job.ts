@@ -1,7 +1,9 @@
 // The "eval" job: CE-eval of a registered SAE on a data set, stored in the evals table.
+import { INFERENCE_ONLY } from "../sae/gpu_trainer.ts";
 import { evals, saes } from "../db/schema.ts";
 import { eq } from "drizzle-orm";
 import { ceEval } from "../eval/ce_eval.ts";
+import { evalPrefixes } from "../eval/prefix_eval.ts";
 import { EvalConfig } from "../eval/config.ts";
 import { loadDataset } from "./datasets.ts";
 import { type FinetuneDeps, JobInputError, loadModelRow } from "./finetune_job.ts";
@@ -9,6 +11,7 @@ import { chooseEp, runtimeInfo } from "../lm/session.ts";
 import type { JobContext, JobHandler } from "./runner.ts";
 import { guardTrainer } from "./gpu_guard.ts";
 import { loadCheckedSae } from "./sae_checks.ts";
+import { resolveTranscoderHooks } from "../lm/transcoder_graphs.ts";
 
 export function evalHandler(deps: Omit<FinetuneDeps, "metrics">): JobHandler {
   return async (ctx: JobContext) => {
@@ -19,6 +22,20 @@ export function evalHandler(deps: Omit<FinetuneDeps, "metrics">): JobHandler {
     const sae = await loadCheckedSae(row.path, cfg.sae);
     const hook = cfg.hook ?? sae.cfg.metadata?.hookName ?? row.hook;
     if (!hook) throw new JobInputError(`SAE "${cfg.sae}" names no hook; pass "hook"`);
+    // A transcoder: the MLP's output is replaced (hook: mlp:<layer> or its input; the output from
+    // its metadata).
+    let transcoder;
+    try {
+      transcoder = sae.cfg.transcoder
+        ? resolveTranscoderHooks(
+          model,
+          hook,
+          /^mlp:/.test(hook) ? undefined : sae.cfg.metadata?.hookNameOut,
+        )
+        : undefined;
+    } catch (e) {
+      throw new JobInputError((e as Error).message);
+    }
     const data = (await loadDataset(deps.database, cfg.dataset)).batches(
       cfg.split,
       cfg.batch_size,
@@ -29,16 +46,12 @@ export function evalHandler(deps: Omit<FinetuneDeps, "metrics">): JobHandler {
     const n = Math.max(1, Math.floor(cfg.sequences / cfg.batch_size));
     const ep = await chooseEp(cfg.ep);
     const runner = guardTrainer(
-      await deps.createTrainer(deps.gpu, sae, {
-        weightDecay: 0,
-        gradClip: 1,
-        decoderConstraint: false,
-      }),
+      await deps.createTrainer(deps.gpu, sae, INFERENCE_ONLY),
       deps.gpu.device,
       { mustMove: false },
     );
     try {
-      const evaluation = await ceEval({
+      const options = {
         model,
         hook,
         ep,
@@ -50,17 +63,30 @@ export function evalHandler(deps: Omit<FinetuneDeps, "metrics">): JobHandler {
         contextLength,
         skipFirstPositions: cfg.skip_first_positions,
         excludeTokens: cfg.exclude_tokens,
+        signal: ctx.signal,
+        transcoder,
+      };
+      const evaluation = await ceEval({
+        ...options,
         sae: {
           dIn: sae.cfg.dIn,
-          reconstruct: async (x, nTok) => {
-            const f = await runner.forward(x, nTok, true);
+          reconstruct: async (x, nTok, target) => {
+            const f = await runner.forward(x, nTok, true, target);
             return { xhat: f.xhat, l0: f.l0 };
           },
         },
-        signal: ctx.signal,
         onProgress: (p) => void ctx.emit("progress", p),
       });
-      const result = { ...evaluation, runtime: runtimeInfo(ep) };
+      // Matryoshka SAEs: CE-eval of each nested prefix on the same batches.
+      const prefixes = sae.cfg.kind === "matryoshka_batchtopk"
+        ? await evalPrefixes({
+          sae,
+          full: evaluation,
+          options,
+          createTrainer: (p) => deps.createTrainer(deps.gpu, p, INFERENCE_ONLY),
+        })
+        : undefined;
+      const result = { ...evaluation, ...(prefixes ? { prefixes } : {}), runtime: runtimeInfo(ep) };
       await deps.database.db.insert(evals).values({
         id: ctx.job.id,
         jobId: ctx.job.id,

@@ -4,9 +4,10 @@
 // preset (`kinds_frontier`) trains its own SAEs instead: jobs/kinds_frontier_job.ts.
 import { bandChart, barChart, lineChart } from "../experiments/svg.ts";
 import { resolveHook } from "../lm/hooks.ts";
+import { type MlpHookPair, resolveTranscoderHooks } from "../lm/transcoder_graphs.ts";
 import { type ArmResult, runArm } from "../train/experiment.ts";
 import { expandArms, ExperimentRequest } from "../train/experiment_config.ts";
-import { createSaeTrainer } from "../sae/trainers.ts";
+import { createTrainer } from "../sae/sae_device.ts";
 import { experimentRow } from "./experiment_row.ts";
 import { runKindsFrontier } from "./kinds_frontier_job.ts";
 import { loadDataset } from "./datasets.ts";
@@ -77,7 +78,7 @@ export function experimentHandler(deps: ExperimentDeps): JobHandler {
     const request = ExperimentRequest.parse(ctx.job.config);
     if (request.preset === "kinds_frontier") {
       return await runKindsFrontier(
-        { ...deps, createTrainer: deps.createTrainer ?? createSaeTrainer },
+        { ...deps, createTrainer: deps.createTrainer ?? createTrainer },
         ctx,
         request,
       );
@@ -89,8 +90,17 @@ export function experimentHandler(deps: ExperimentDeps): JobHandler {
     const spec = cfg.hook ?? sae.cfg.metadata?.hookName;
     if (!spec) throw new JobInputError(`SAE "${cfg.sae}" names no hook; pass "hook"`);
     let hook: string;
+    // A transcoder's arms replace its MLP's output (hook: mlp:<layer> or the MLP's input).
+    let transcoder: MlpHookPair | undefined;
     try {
-      hook = resolveHook(model, spec);
+      transcoder = sae.cfg.transcoder
+        ? resolveTranscoderHooks(
+          model,
+          spec,
+          /^mlp:/.test(spec) ? undefined : sae.cfg.metadata?.hookNameOut,
+        )
+        : undefined;
+      hook = resolveHook(model, transcoder?.input ?? spec);
     } catch (e) {
       throw new JobInputError((e as Error).message);
     }
@@ -113,6 +123,7 @@ export function experimentHandler(deps: ExperimentDeps): JobHandler {
         sae,
         contextLength,
         signal: ctx.signal,
+        transcoder,
         trainBatches: (batch) => data.batches("train", batch, cfg.seq_len, cfg.seed),
         evalBatches: (sequences, batch) => {
           const val = data.batches("validation", batch, cfg.seq_len, 0, false);

@@ -1,12 +1,14 @@
 // The "finetune" job: resolves the model, SAE and data, runs train/finetune.ts with checkpoints
 // under the job's directory (so a restart resumes), streams metrics, writes the SAE in SAELens
 // layout, registers it, and evaluates it on held-out text.
+import { INFERENCE_ONLY } from "../sae/gpu_trainer.ts";
 import { eq } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
 import type { MetricsWriter } from "../db/metrics_writer.ts";
 import { models, saes } from "../db/schema.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import { listHookPoints, resolveHook } from "../lm/hooks.ts";
+import { type MlpHookPair, resolveTranscoderHooks } from "../lm/transcoder_graphs.ts";
 import type { ModelProto } from "../lm/onnx.ts";
 import { loadLm } from "../lm/load.ts";
 import { chooseEp, runtimeInfo } from "../lm/session.ts";
@@ -17,6 +19,7 @@ import { FinetuneConfig, SaeInit, stepsOf } from "../train/config.ts";
 import { saeHealth } from "../train/health.ts";
 import {
   centreOf,
+  matryoshkaWidthsFor,
   needsScale,
   normalizationFor,
   pretrainLrFor,
@@ -29,12 +32,14 @@ import { estimateActivationScale } from "../train/activation_scale.ts";
 import { NonFiniteError } from "../train/checkpoint.ts";
 import { foldScaling } from "../sae/scaling.ts";
 import { ceEval } from "../eval/ce_eval.ts";
+import { evalPrefixes, type PrefixEvalRow } from "../eval/prefix_eval.ts";
 import { loadDataset } from "./datasets.ts";
 import { guardTrainer } from "./gpu_guard.ts";
 import { loadCheckedSae } from "./sae_checks.ts";
 import { hasCheckpoint, withoutCheckpoint } from "./nonfinite.ts";
 import type { JobContext, JobHandler } from "./runner.ts";
 import type { TrainerFactory } from "../sae/trainer.ts";
+import { chooseSaeDevice, type SaeDevice } from "../sae/sae_device.ts";
 
 export type { OwnedTrainer, TrainerFactory } from "../sae/trainer.ts";
 
@@ -79,7 +84,9 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
     const cfg = FinetuneConfig.parse(ctx.job.config);
     const { model, contextLength } = await loadModelRow(deps.database, cfg.model);
     const start = cfg.sae ? await loadSaeById(deps.database, cfg.sae) : null;
-    const spec = cfg.hook ?? start?.cfg.metadata?.hookName ?? DEFAULT_HOOK[cfg.model];
+    const pair = transcoderPairOf(model, cfg, start);
+    const spec = pair?.input ?? cfg.hook ?? start?.cfg.metadata?.hookName ??
+      DEFAULT_HOOK[cfg.model];
     if (!spec) {
       throw new JobInputError(`no hook given and model "${cfg.model}" has no default; pass "hook"`);
     }
@@ -89,7 +96,10 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
     } catch (e) {
       throw new JobInputError((e as Error).message);
     }
-    const width = Number(listHookPoints(model).find((h) => h.name === hook)?.dims[2]);
+    // A transcoder's input is as wide as the stream it reads from (its block's output).
+    const width = Number(
+      listHookPoints(model).find((h) => h.name === (pair?.post ?? hook))?.dims[2],
+    );
     if (!Number.isInteger(width)) {
       throw new JobInputError(`hook "${hook}" has no fixed width in "${cfg.model}"`);
     }
@@ -100,8 +110,23 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
       dSae: init.d_sae,
       k: init.k,
       l1Coefficient: init.l1_coefficient,
-      metadata: { model: cfg.model, hookName: hook, contextSize: cfg.seq_len },
+      ...(init.kind === "matryoshka_batchtopk"
+        ? { matryoshkaWidths: matryoshkaWidthsOf(init) }
+        : {}),
+      metadata: {
+        model: cfg.model,
+        hookName: hook,
+        contextSize: cfg.seq_len,
+        ...(pair ? { hookNameOut: pair.output } : {}),
+      },
+      ...(pair ? { transcoder: { skip: init.transcoder === "skip_transcoder" } } : {}),
     }, { seed: cfg.seed });
+    if (pair && !start) {
+      // As sparsify's transcoders: the decoder starts at zero (W_skip too, as SAELens' and
+      // sparsify's), so ŷ starts at b_dec and the first steps fit the decoder to the encoder.
+      sae.weights.W_dec.fill(0);
+      if (sae.cfg.transcoder?.skip) sae.weights.W_skip = new Float32Array(width * width);
+    }
     if (sae.cfg.dIn !== width) {
       throw new JobInputError(
         `SAE "${cfg.sae}" reads ${sae.cfg.dIn}-wide activations but hook "${hook}" is ${width} wide`,
@@ -110,6 +135,12 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
     const data = await loadDataset(deps.database, cfg.dataset);
     const train = data.batches("train", cfg.batch_size, cfg.seq_len, cfg.seed);
     const ep = await chooseEp(cfg.ep);
+    let saeDevice: SaeDevice;
+    try {
+      saeDevice = chooseSaeDevice(cfg.sae_device, deps.gpu.info, sae.cfg);
+    } catch (e) {
+      throw new JobInputError((e as Error).message);
+    }
     // The KL step runs in micro-batches that fit the runtime's memory (or the one asked for).
     let microBatch: number;
     try {
@@ -137,7 +168,7 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
     });
     // From scratch, optionally train on s·x (E‖s·x‖² = d_in); s is folded into the saved SAE. The
     // estimate is deterministic, so a resumed job finds the same s.
-    const normalize = normalizationFor(init.kind, cfg.normalize_activations);
+    const normalize = pair ? "none" : normalizationFor(init.kind, cfg.normalize_activations);
     const measured = !start && needsScale(init, normalize)
       ? await estimateActivationScale(sampling(1, 16))
       : 1;
@@ -157,12 +188,26 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
       mseSteps: cfg.kind === "mse" ? planned : cfg.kind === "e2e" ? 0 : Math.max(0, firstSteps),
     });
     if (sparsity.theta !== undefined) sae.weights.threshold!.fill(sparsity.theta);
+    // A loaded relu / gated / jumprelu SAE that carries no λ (most SAELens releases) starts the
+    // controller at the scale-free default of a from-scratch run on its activations' RMS: a fixed
+    // λ of a few units took L0 from 33 to 10 within the controller's first 0.1% steps.
+    const loadedLambda = start && hasSparsityPenalty(sae.cfg.kind) &&
+        sae.cfg.l1Coefficient === undefined && init.l1_coefficient === undefined
+      ? scratchSparsity({ ...init, kind: sae.cfg.kind as typeof init.kind }, {
+        dIn: width,
+        rms: 1 / await estimateActivationScale(sampling(1, 16)),
+        mseSteps: 0,
+      }).lambda
+      : undefined;
     if (scale !== 1) await ctx.emit("log", { message: `activation scaling factor ${scale}` });
     const trainer = guardTrainer(
       await deps.createTrainer(deps.gpu, sae, {
         weightDecay: cfg.weight_decay,
         gradClip: cfg.grad_clip,
-        decoderConstraint: cfg.decoder_constraint,
+        // A gated SAE from scratch keeps unit-norm decoder rows, as the paper and
+        // dictionary_learning train it: without them the L1 on ReLU(π_gate)·‖W_dec,j‖ falls by
+        // shrinking W_dec while r_mag grows to compensate, and λ chases L0 without moving it.
+        decoderConstraint: cfg.decoder_constraint || (!start && init.kind === "gated"),
         // A short run's dead latents show within it (topk keeps its auxk window).
         ...(!start && init.kind !== "topk"
           ? {
@@ -174,6 +219,7 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
           : {}),
         jumpBandwidth: sparsity.bandwidth,
         thresholdStartStep: sparsity.thresholdStartStep,
+        saeDevice,
       }),
       deps.gpu.device,
       { mustMove: true },
@@ -205,7 +251,8 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
       let done = 0, last: (StepMetrics & { phase: string }) | null = null;
       // relu / jumprelu from scratch: λ starts at the scale-free default, warms up in the MSE
       // phase, and the controller holds target_l0 there and on through the fine-tune.
-      let lambda = sparsity.lambda ?? sae.cfg.l1Coefficient ?? init.l1_coefficient ?? 5;
+      let lambda = sparsity.lambda ?? sae.cfg.l1Coefficient ?? init.l1_coefficient ??
+        loadedLambda ?? 0;
       for (const phase of phases) {
         const common = {
           model,
@@ -220,7 +267,7 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
             warmupSteps: Math.min(cfg.warmup_steps, phase.steps),
             decayFraction: phase.decay,
           },
-          l1: sae.cfg.kind === "relu" || sae.cfg.kind === "jumprelu"
+          l1: hasSparsityPenalty(sae.cfg.kind)
             ? {
               lambda,
               target: cfg.l1_target_l0 ?? (start ? undefined : init.target_l0),
@@ -233,6 +280,7 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
             }
             : undefined,
           activationScale: scale,
+          transcoder: pair,
           metricsEvery: cfg.metrics_every,
           checkpointEvery: cfg.checkpoint_every,
           checkpointDir: `${dir}/checkpoints/${phase.name}`,
@@ -285,6 +333,7 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
           });
         done += phase.steps;
         if ("l1Lambdas" in r && r.l1Lambdas[0] !== null) lambda = r.l1Lambdas[0];
+        if ("last" in r && r.last?.l1Lambda != null) lambda = r.last.l1Lambda;
         if (r.resumedFrom > 0) {
           await ctx.emit("log", { message: `${phase.name}: resumed at step ${r.resumedFrom}` });
         }
@@ -293,20 +342,28 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
       const trained = scale === 1
         ? await trainer.toSae()
         : foldScaling(await trainer.toSae(), scale);
+      // relu / gated: the λ the controller ended at, in the units of the saved SAE (it reads raw
+      // x: the MSE scales by 1/s², the L1 by 1/s), so that a fine-tune of it starts from there
+      // rather than from 5.
+      if (trained.cfg.kind === "relu" || trained.cfg.kind === "gated") {
+        trained.cfg.l1Coefficient = lambda / scale;
+      }
       trained.cfg.metadata = {
         ...trained.cfg.metadata,
         model: cfg.model,
         hookName: hook,
         contextSize: cfg.seq_len,
+        ...(pair ? { hookNameOut: pair.output } : {}),
       };
       let evaluation = null;
+      let prefixes: PrefixEvalRow[] | undefined;
       if (cfg.eval_sequences > 0) {
         await ctx.emit("log", {
           message: `evaluating on ${cfg.eval_sequences} held-out sequences`,
         });
         const val = data.batches("validation", cfg.batch_size, cfg.seq_len, 0, false);
         const n = Math.max(1, Math.floor(cfg.eval_sequences / cfg.batch_size));
-        evaluation = await ceEval({
+        const options = {
           model,
           hook,
           ep,
@@ -316,19 +373,32 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
           seqLen: cfg.seq_len,
           skipFirstPositions: cfg.skip_first_positions,
           contextLength,
+          signal: ctx.signal,
+          transcoder: pair,
+        };
+        evaluation = await ceEval({
+          ...options,
           sae: {
             dIn: trained.cfg.dIn,
-            reconstruct: async (x, nTok) => {
+            reconstruct: async (x, nTok, target) => {
               if (scale === 1) {
-                const f = await trainer.forward(x, nTok, true);
+                const f = await trainer.forward(x, nTok, true, target);
                 return { xhat: f.xhat, l0: f.l0 };
               }
               const f = await trainer.forward(x.map((v) => v * scale), nTok, true);
               return { xhat: f.xhat.map((v) => v / scale), l0: f.l0 };
             },
           },
-          signal: ctx.signal,
         });
+        // Matryoshka SAEs: each nested prefix on the same held-out batches.
+        if (trained.cfg.kind === "matryoshka_batchtopk") {
+          prefixes = await evalPrefixes({
+            sae: trained,
+            full: evaluation,
+            options,
+            createTrainer: (p) => deps.createTrainer(deps.gpu, p, INFERENCE_ONLY),
+          });
+        }
       }
       // Registered only once nothing can fail or be cancelled any more: a job cancelled during
       // its final eval leaves no SAE behind.
@@ -371,9 +441,10 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
         hook,
         steps,
         last,
-        eval: evaluation,
+        eval: evaluation && prefixes ? { ...evaluation, prefixes } : evaluation,
         activationScale: scale,
         runtime: runtimeInfo(ep),
+        saeDevice,
       };
     } catch (e) {
       if (e instanceof NonFiniteError && !(await hasCheckpoint(`${dir}/checkpoints`))) {
@@ -392,4 +463,58 @@ function numeric(row: Record<string, unknown>): Record<string, number> {
     if (typeof v === "number" && Number.isFinite(v)) out[k] = v;
   }
   return out;
+}
+
+/**
+ * The MLP of a transcoder (one fine-tuned, or one asked for from scratch), from the request's hook
+ * and hook_out or the SAE's metadata; null for an SAE. Bad requests are JobInputErrors.
+ */
+function transcoderPairOf(
+  model: ModelProto,
+  cfg: FinetuneConfig,
+  start: Sae | null,
+): MlpHookPair | undefined {
+  const mode = start ? (start.cfg.transcoder ? "transcoder" : "none") : cfg.init?.transcoder;
+  if (!mode || mode === "none") {
+    if (cfg.hook_out) {
+      throw new JobInputError(
+        `hook_out is for transcoders; ${
+          start ? `SAE "${cfg.sae}" is not one` : `init.transcoder is "none"`
+        }`,
+      );
+    }
+    return undefined;
+  }
+  const SCRATCH = ["topk", "batchtopk"];
+  if (!start && !SCRATCH.includes(cfg.init!.kind)) {
+    throw new JobInputError(
+      `transcoders train from scratch as ${SCRATCH.join(" or ")}, not ${cfg.init!.kind}`,
+    );
+  }
+  if (cfg.normalize_activations && cfg.normalize_activations !== "none") {
+    throw new JobInputError("transcoders train without activation normalisation");
+  }
+  try {
+    return resolveTranscoderHooks(
+      model,
+      cfg.hook ?? start?.cfg.metadata?.hookName,
+      cfg.hook_out ?? start?.cfg.metadata?.hookNameOut,
+    );
+  } catch (e) {
+    throw new JobInputError((e as Error).message);
+  }
+}
+
+/** A from-scratch matryoshka SAE's prefix widths; a bad list is the request's error. */
+function matryoshkaWidthsOf(init: NonNullable<FinetuneConfig["init"]>): number[] {
+  try {
+    return matryoshkaWidthsFor(init);
+  } catch (e) {
+    throw new JobInputError((e as Error).message);
+  }
+}
+
+/** The kinds whose sparsity is a penalty with a coefficient λ (held by the L1 controller). */
+function hasSparsityPenalty(kind: string): boolean {
+  return kind === "relu" || kind === "jumprelu" || kind === "gated";
 }

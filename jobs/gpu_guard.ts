@@ -51,10 +51,10 @@ export function guardTrainer(
     get dSae() {
       return trainer.dSae;
     },
-    forward(x, n, inference) {
-      if (forwarded) return trainer.forward(x, n, inference);
+    forward(x, n, inference, target) {
+      if (forwarded) return trainer.forward(x, n, inference, target);
       forwarded = true;
-      return scoped(device, "forward pass", () => trainer.forward(x, n, inference));
+      return scoped(device, "forward pass", () => trainer.forward(x, n, inference, target));
     },
     async backwardAndStep(o) {
       if (stepped) return await trainer.backwardAndStep(o);

@@ -3,6 +3,8 @@ import { Hono } from "hono";
 import { asc, eq } from "drizzle-orm";
 import { metrics } from "../db/schema.ts";
 import { FinetuneConfig } from "../train/config.ts";
+import { CPU_SAE_KINDS, cpuRefusal } from "../sae/sae_device.ts";
+import type { SaeConfig } from "../sae/types.ts";
 import type { AppDeps } from "./deps.ts";
 import { ApiError } from "./errors.ts";
 import { jsonBody } from "./validate.ts";
@@ -36,6 +38,21 @@ function view(j: JobRecord) {
   };
 }
 
+/** sae_device "cpu" for an SAE the CPU trainer does not train is a 400 naming what it trains. */
+function requireSaeDevice(cfg: FinetuneConfig, registered: SaeConfig | undefined): void {
+  if (cfg.sae_device !== "cpu") return;
+  const kind = registered ?? {
+    kind: cfg.init?.kind ?? "topk",
+    transcoder: cfg.init && cfg.init.transcoder !== "none" ? { skip: false } : undefined,
+  };
+  const refusal = cpuRefusal(kind);
+  if (refusal) {
+    throw new ApiError(400, "invalid_request", refusal, [
+      { path: "sae_device", message: `"cpu" trains ${CPU_SAE_KINDS}` },
+    ]);
+  }
+}
+
 export function finetuneRoutes(deps: AppDeps) {
   const { db } = deps.database;
   const job = jobOfKind(deps, FINETUNE_JOB, "fine-tune");
@@ -60,6 +77,7 @@ export function finetuneRoutes(deps: AppDeps) {
           );
         }
         const sae = cfg.sae ? await requireSae(deps, cfg.sae) : undefined;
+        requireSaeDevice(cfg, sae?.cfg as SaeConfig | undefined);
         await requireRunnable(deps, RUN, cfg, model, sae, DEFAULT_HOOK[cfg.model]);
         const j = await deps.runner.submit(FINETUNE_JOB, cfg);
         return c.json(view(j), 202);

@@ -3,6 +3,7 @@
 // failed job later.
 import { eq } from "drizzle-orm";
 import { models, saes } from "../db/schema.ts";
+import { resolveTranscoderHooks } from "../lm/transcoder_graphs.ts";
 import { resolveHook } from "../lm/hooks.ts";
 import { loadLm } from "../lm/load.ts";
 import { serviceAccess } from "../lib/confined_fs.ts";
@@ -74,7 +75,12 @@ export async function requireHook(
         label: `model "${model.id}"`,
       });
       try {
-        const name = resolveHook(lm, spec);
+        // A transcoder's MLP (mlp:<L>, or its input by TransformerLens name): its block's output
+        // has the width it reads.
+        const tl = /^blocks\.(\d+)\.ln2\.hook_normalized$/.exec(spec);
+        const name = /^mlp:\d+$/.test(spec) || tl
+          ? resolveTranscoderHooks(lm, tl ? `mlp:${tl[1]}` : spec, undefined).post
+          : resolveHook(lm, spec);
         const d = Number(hooks.find((h) => h.name === name)?.dims.at(-1));
         hit = { name, width: Number.isInteger(d) ? d : null };
       } catch (e) {

@@ -94,14 +94,7 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
     if (this.#batch?.n === n) return this.#batch;
     this.freeBatch();
     const d = this.dIn, m = this.sae.cfg.dSae, dev = this.device;
-    const limit = dev.limits.maxStorageBufferBindingSize;
-    if (n * m * 4 > limit) {
-      throw new RangeError(
-        `a batch of ${n} tokens × d_sae ${m} needs ${n * m * 4} bytes per activation buffer, ` +
-          `over this adapter's storage binding limit of ${limit}: use at most ` +
-          `${Math.floor(limit / (m * 4))} tokens a step with a ${this.sae.cfg.kind} SAE`,
-      );
-    }
+    this.assertDenseBatchFits(n, this.sae.cfg.kind);
     const buf = (floats: number, label: string) => createBuffer(dev, floats * 4, label);
     this.#batch = {
       n,
@@ -124,7 +117,7 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
   protected freeBatch(): void {
     const b = this.#batch;
     if (!b) return;
-    for (const x of [b.x, b.xc, b.pre, b.h, b.xhat, b.dx, b.dh, b.l0, b.select, b.hist]) {
+    for (const x of [b.x, b.y, b.xc, b.pre, b.h, b.xhat, b.dx, b.dh, b.l0, b.select, b.hist]) {
       x.destroy();
     }
     for (const mm of [b.enc, b.dec, b.dhMm, b.gEnc, b.gDec]) mm.destroy();
@@ -152,20 +145,22 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
     }
   }
 
-  async forward(x: Float32Array, n: number, inference = false) {
+  async forward(x: Float32Array, n: number, inference = false, target?: Float32Array) {
     const d = this.dIn, m = this.sae.cfg.dSae, P = this.params;
     if (x.length !== n * d) {
       throw new RangeError(`forward: x has ${x.length} values, expected ${n}×${d}`);
     }
     const b = this.#batchFor(n);
     write(this.device, b.x, x);
+    const y = this.writeTarget(b, x, target);
     const selecting = this.sae.cfg.kind === "batchtopk" && !inference;
     if (selecting) batchTopk.clearSelection(this.device, { state: b.select, hist: b.hist });
     this.pass("sae.forward", (rec) => {
-      dense.center(rec, { x: b.x, bias: P.b_dec, out: b.xc }, { rows: n, cols: d });
+      dense.center(rec, { x: b.x, bias: this.encoderBias, out: b.xc }, { rows: n, cols: d });
       b.enc.record(rec.pass, b.xc, P.W_enc, b.pre, P.b_enc);
       this.#activation(rec, b, inference);
       b.dec.record(rec.pass, b.h, P.W_dec, b.xhat, P.b_dec);
+      this.recordSkipForward(rec, b, n);
       dense.countActive(rec, { h: b.h, out: b.l0 }, { rows: n, cols: m });
     });
     // One wait for both readbacks (each alone waits out the device's poll interval).
@@ -174,7 +169,7 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
       readF32(this.device, b.l0, n),
     ]);
     if (selecting) await this.#updateThreshold(b);
-    return { xhat, mse: this.mseOf(x, xhat), l0: l0s.reduce((a, v) => a + v, 0) / n };
+    return { xhat, mse: this.mseOf(y, xhat), l0: l0s.reduce((a, v) => a + v, 0) / n };
   }
 
   /** BatchTopK: EMA of the smallest selected activation, the threshold used at inference. */
@@ -218,7 +213,7 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
       write(this.device, b.dx, new Float32Array(n * d));
     }
     this.pass("sae.backward", (rec) => {
-      dense.dxhat(rec, { xhat: b.xhat, x: b.x, g: b.dx }, {
+      dense.dxhat(rec, { xhat: b.xhat, x: b.y, g: b.dx }, {
         rows: n,
         cols: d,
         a: o.wMse * 2 / (n * d),
@@ -240,7 +235,14 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
       dense.colSum(rec, { m: b.dh, out: G.b_enc }, { rows: n, cols: m });
       b.gDec.record(rec.pass, b.h, b.dx, G.W_dec);
       dense.colSum(rec, { m: b.dx, out: G.b_dec }, { rows: n, cols: d });
-      dense.bdecGrad(rec, { W_enc: P.W_enc, dbEnc: G.b_enc, out: G.b_dec }, { rows: d, cols: m });
+      // A transcoder's encoder does not read x − b_dec.
+      if (!this.sae.cfg.transcoder) {
+        dense.bdecGrad(rec, { W_enc: P.W_enc, dbEnc: G.b_enc, out: G.b_dec }, {
+          rows: d,
+          cols: m,
+        });
+      }
+      this.recordSkipGrad(rec, b, n);
     });
     if (l1 > 0) {
       // ∂/∂W_dec,j of λ·(Σ_t h_tj)·‖W_dec,j‖/n: needs Σ_t h and the norms side by side.

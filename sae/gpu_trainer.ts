@@ -7,6 +7,8 @@ import { GradClipper } from "../gpu/grad_norm.ts";
 import { AdamW } from "../gpu/adamw.ts";
 import { DecoderNorm } from "../gpu/decoder_norm.ts";
 import { FiringTracker } from "../gpu/metrics.ts";
+import { Matmul } from "../gpu/matmul.ts";
+import { dxhat } from "../gpu/sae_dense.ts";
 import { type Rec, submitPass, UniformArena } from "../gpu/kernel.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import type { OwnedTrainer } from "./trainer.ts";
@@ -27,14 +29,34 @@ export interface TrainerOptions {
   deadWindowTokens?: number;
 }
 
+/** Options for a trainer that only runs inference (CE-eval, per-prefix evals): no step is taken. */
+export const INFERENCE_ONLY: TrainerOptions = {
+  weightDecay: 0,
+  gradClip: 1,
+  decoderConstraint: false,
+};
+
 export type TrainerState = Map<string, { data: Float32Array; shape: number[] }>;
 
-/** x, x − b_dec, x̂ and ∂L/∂x̂ of one batch ([n, d_in] each): what every trainer's step keeps. */
+/**
+ * x, x − b_dec, x̂ and ∂L/∂x̂ of one batch ([n, d_in] each): what every trainer's step keeps; y is
+ * the MSE's target (x itself, or a transcoder's MLP output).
+ */
 export interface IoBuffers {
   x: GPUBuffer;
   xc: GPUBuffer;
   xhat: GPUBuffer;
   dx: GPUBuffer;
+  y: GPUBuffer;
+}
+
+/** A skip transcoder's per-batch-size pieces: x·W_skipᵀ, and its weight gradient dx̂ᵀ·x. */
+interface SkipBatch {
+  n: number;
+  out: GPUBuffer;
+  zeros: GPUBuffer;
+  fwd: Matmul;
+  grad: Matmul;
 }
 
 export abstract class GpuSaeTrainer implements OwnedTrainer {
@@ -44,7 +66,17 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
   readonly params: SaeParams;
   readonly grads: Record<"W_enc" | "b_enc" | "W_dec" | "b_dec", GPUBuffer> & {
     threshold?: GPUBuffer;
+    r_mag?: GPUBuffer;
+    b_mag?: GPUBuffer;
+    W_skip?: GPUBuffer;
   };
+  /**
+   * What the encoder subtracts from its input: b_dec, or for a transcoder zeros (its b_dec is an
+   * output bias, as SAELens' and sparsify's transcoders).
+   */
+  protected readonly encoderBias: GPUBuffer;
+  #zeroBias: GPUBuffer | null = null;
+  #skip: SkipBatch | null = null;
   protected readonly firing: FiringTracker;
   protected lastMse = 0;
   #groups: ParamGroup[];
@@ -72,6 +104,15 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
     // statistic the trainer sets.
     const trainTheta = cfg.kind === "jumprelu";
     if (trainTheta) this.grads.threshold = createBuffer(this.device, n * 4, "grad.threshold");
+    if (cfg.transcoder?.skip) {
+      this.grads.W_skip = createBuffer(this.device, d * d * 4, "grad.W_skip");
+    }
+    if (cfg.transcoder) this.#zeroBias = createBuffer(this.device, d * 4, "transcoder.zero-bias");
+    this.encoderBias = this.#zeroBias ?? this.params.b_dec;
+    if (cfg.kind === "gated") {
+      this.grads.r_mag = createBuffer(this.device, n * 4, "grad.r_mag");
+      this.grads.b_mag = createBuffer(this.device, n * 4, "grad.b_mag");
+    }
     this.#groups = makeParamGroups(this.device, cfg, this.params, this.grads, {
       trainable: (name) => name !== "threshold" || trainTheta,
       // As torch.optim.AdamW(sae.parameters(), weight_decay=…) in the paper's recipe: biases too
@@ -89,8 +130,16 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
     this.firing = new FiringTracker(this.device, n, opts.deadWindowTokens ?? 1_000_000);
   }
 
-  /** inference: BatchTopK uses its running threshold instead of the batch selection. */
-  abstract forward(x: Float32Array, n: number, inference?: boolean): Promise<{
+  /**
+   * inference: BatchTopK uses its running threshold instead of the batch selection. target: the
+   * MSE's target (a transcoder's MLP output; required for transcoders), default x.
+   */
+  abstract forward(
+    x: Float32Array,
+    n: number,
+    inference?: boolean,
+    target?: Float32Array,
+  ): Promise<{
     xhat: Float32Array;
     mse: number;
     l0: number;
@@ -155,10 +204,91 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
     return { gradNorm: norm, dead };
   }
 
+  /**
+   * Refuses a batch whose dense [n, d_sae] activations would not fit one storage binding, naming
+   * the most tokens a step that do (TopK trainers chunk instead; dense kinds need the whole row set).
+   */
+  protected assertDenseBatchFits(n: number, kind: string): void {
+    const m = this.sae.cfg.dSae, limit = this.device.limits.maxStorageBufferBindingSize;
+    if (n * m * 4 <= limit) return;
+    throw new RangeError(
+      `a batch of ${n} tokens × d_sae ${m} needs ${n * m * 4} bytes per activation buffer, ` +
+        `over this adapter's storage binding limit of ${limit}: use at most ` +
+        `${Math.floor(limit / (m * 4))} tokens a step with a ${kind} SAE`,
+    );
+  }
+
   /** The IoBuffers of an n-token batch, labelled `${prefix}.x` etc. */
   protected ioBuffers(n: number, prefix: string): IoBuffers {
     const make = (name: string) => createBuffer(this.device, n * this.dIn * 4, `${prefix}.${name}`);
-    return { x: make("x"), xc: make("xc"), xhat: make("xhat"), dx: make("dx") };
+    const x = make("x");
+    return {
+      x,
+      xc: make("xc"),
+      xhat: make("xhat"),
+      dx: make("dx"),
+      y: this.sae.cfg.transcoder ? make("y") : x,
+    };
+  }
+
+  /**
+   * Checks the target against the config (a transcoder needs one, an SAE takes none) and uploads
+   * it; returns what the host-side MSE compares x̂ with.
+   */
+  protected writeTarget(b: IoBuffers, x: Float32Array, target?: Float32Array): Float32Array {
+    if (!this.sae.cfg.transcoder) {
+      if (target && target !== x) {
+        throw new Error("forward: a target was given to an SAE (only transcoders take one)");
+      }
+      return x;
+    }
+    if (!target) {
+      throw new Error("forward: a transcoder needs its target (the MLP's output) with its input");
+    }
+    if (target.length !== x.length) {
+      throw new RangeError(`forward: target has ${target.length} values, x has ${x.length}`);
+    }
+    write(this.device, b.y, target);
+    return target;
+  }
+
+  #skipFor(n: number): SkipBatch {
+    if (this.#skip?.n === n) return this.#skip;
+    this.#freeSkip();
+    const d = this.dIn, dev = this.device;
+    this.#skip = {
+      n,
+      out: createBuffer(dev, n * d * 4, "skip.out"),
+      zeros: createBuffer(dev, n * d * 4, "skip.zeros"),
+      fwd: new Matmul(dev, { M: n, N: d, K: d, transB: true }),
+      grad: new Matmul(dev, { M: d, N: d, K: n, transA: true }),
+    };
+    return this.#skip;
+  }
+
+  #freeSkip(): void {
+    const s = this.#skip;
+    if (!s) return;
+    s.out.destroy();
+    s.zeros.destroy();
+    s.fwd.destroy();
+    s.grad.destroy();
+    this.#skip = null;
+  }
+
+  /** Skip transcoders: x̂ += x·W_skipᵀ (after the decoder wrote x̂). No-op otherwise. */
+  protected recordSkipForward(rec: Rec, b: IoBuffers, n: number): void {
+    if (!this.params.W_skip) return;
+    const s = this.#skipFor(n);
+    s.fwd.record(rec.pass, b.x, this.params.W_skip, s.out);
+    // dxhat's a·(in0 − in1) + b·out with in1 = 0 and a = b = 1 is the add.
+    dxhat(rec, { xhat: s.out, x: s.zeros, g: b.xhat }, { rows: n, cols: this.dIn, a: 1, b: 1 });
+  }
+
+  /** Skip transcoders: ∂W_skip = dx̂ᵀ·x [d_out, d_in] (after dx̂ is in b.dx). No-op otherwise. */
+  protected recordSkipGrad(rec: Rec, b: IoBuffers, n: number): void {
+    if (!this.grads.W_skip) return;
+    this.#skipFor(n).grad.record(rec.pass, b.dx, b.x, this.grads.W_skip);
   }
 
   /** Host-side MSE (mean over elements) of the batch just reconstructed. */
@@ -213,6 +343,8 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
 
   release(): void {
     this.freeBatch();
+    this.#freeSkip();
+    this.#zeroBias?.destroy();
     this.#adam.destroy();
     this.#clip.destroy();
     this.firing.destroy();

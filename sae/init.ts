@@ -45,8 +45,16 @@ export function initSae(cfg: SaeConfig, opts: InitOptions): Sae {
   if (cfg.kind === "jumprelu") {
     sae.weights.threshold = new Float32Array(n).fill(opts.threshold ?? 0.001);
   }
+  // gated: W_mag = W_enc (r_mag 0) and both biases 0 at the start, as SAELens and
+  // dictionary_learning initialise it.
+  if (cfg.kind === "gated") {
+    sae.weights.r_mag = new Float32Array(n);
+    sae.weights.b_mag = new Float32Array(n);
+  }
   // BatchTopK's inference threshold is unset (−1) until training has seen a batch.
-  if (cfg.kind === "batchtopk") sae.weights.threshold = Float32Array.of(-1);
+  if (cfg.kind === "batchtopk" || cfg.kind === "matryoshka_batchtopk") {
+    sae.weights.threshold = Float32Array.of(-1);
+  }
   return sae;
 }
 

@@ -8,6 +8,7 @@
 import { join } from "node:path";
 import { FileAccessError, readConfined, resolveInside } from "../lib/confined_fs.ts";
 import { TOPK_MAX_K } from "../gpu/topk.ts";
+import { checkWidths } from "../gpu/matryoshka.ts";
 import {
   f32,
   FLOAT_DTYPES,
@@ -110,13 +111,18 @@ function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
  * SAE in the x − b_dec convention.
  */
 function foldBDecIntoBEnc(w: SaeWeights, d: number, n: number): void {
-  const acc = Float64Array.from(w.b_enc);
+  const shift = new Float64Array(n);
   for (let j = 0; j < d; j++) {
     const b = w.b_dec[j];
     if (b === 0) continue;
-    for (let i = 0; i < n; i++) acc[i] += b * w.W_enc[j * n + i];
+    for (let i = 0; i < n; i++) shift[i] += b * w.W_enc[j * n + i];
   }
-  w.b_enc = Float32Array.from(acc);
+  w.b_enc = Float32Array.from(w.b_enc, (v, i) => v + shift[i]);
+  // gated: π_mag = x·(W_enc·diag(exp(r_mag))) + b_mag takes the same shift, scaled.
+  if (w.r_mag && w.b_mag) {
+    const r = w.r_mag;
+    w.b_mag = Float32Array.from(w.b_mag, (v, i) => v + Math.exp(r[i]) * shift[i]);
+  }
 }
 
 /**
@@ -150,7 +156,7 @@ export function saeLensConfig(sae: Sae): Record<string, unknown> {
   const c = sae.cfg;
   const architecture = c.kind === "relu"
     ? "standard"
-    : c.kind === "batchtopk"
+    : c.kind === "batchtopk" || c.kind === "matryoshka_batchtopk"
     ? "jumprelu"
     : c.kind;
   const meta = c.metadata ?? {};
@@ -172,7 +178,7 @@ export function saeLensConfig(sae: Sae): Record<string, unknown> {
       written_by: "splice",
     },
   };
-  if (c.kind === "topk" || c.kind === "batchtopk") {
+  if (c.kind === "topk" || c.kind === "batchtopk" || c.kind === "matryoshka_batchtopk") {
     const k = posInt(c.k, `saveSae: ${c.kind} SAE k`);
     out.k = k;
     out.activation_fn_kwargs = { k };
@@ -184,8 +190,31 @@ export function saeLensConfig(sae: Sae): Record<string, unknown> {
   // SAELens has no inference "batchtopk": it saves BatchTopK as JumpReLU with the global threshold
   // on every latent. We do the same, and note the kind so loadSae restores it.
   if (c.kind === "batchtopk") out.splice_architecture = "batchtopk";
-  if (c.kind === "relu" && c.l1Coefficient !== undefined) out.l1_coefficient = c.l1Coefficient;
+  // Matryoshka BatchTopK likewise (SAELens saves it as JumpReLU); its prefix widths are kept
+  // under SAELens' training field name so a round trip restores them.
+  if (c.kind === "matryoshka_batchtopk") {
+    out.splice_architecture = "matryoshka_batchtopk";
+    out.matryoshka_widths = matryoshkaWidthsOf(c.matryoshkaWidths, c.dSae, "saveSae");
+  }
+  if ((c.kind === "relu" || c.kind === "gated") && c.l1Coefficient !== undefined) {
+    out.l1_coefficient = c.l1Coefficient;
+  }
+  if (c.transcoder) transcoderConfig(out, c);
   return out;
+}
+
+/**
+ * A transcoder in SAELens' layout (sae_lens/saes/transcoder.py): architecture "transcoder" or
+ * "skip_transcoder", d_out, no b_dec on the input, metadata.hook_name_out. SAELens' transcoders are
+ * ReLU; another kind is noted in splice_kind, which only splice reads back.
+ */
+function transcoderConfig(out: Record<string, unknown>, c: SaeConfig): void {
+  out.architecture = c.transcoder!.skip ? "skip_transcoder" : "transcoder";
+  if (c.kind !== "relu") out.splice_kind = c.kind;
+  delete out.splice_architecture;
+  out.d_out = c.dIn;
+  out.apply_b_dec_to_input = false;
+  (out.metadata as Record<string, unknown>).hook_name_out = c.metadata?.hookNameOut ?? null;
 }
 
 /** The tensors saveSae writes (f32, SAELens names and shapes). */
@@ -212,9 +241,21 @@ export function saeLensTensors(sae: Sae): Map<string, StTensor> {
   if (kind === "jumprelu") {
     check("threshold", w.threshold, n);
     t.set("threshold", tensorOf(w.threshold!, [n]));
-  } else if (kind === "batchtopk") {
+  } else if (kind === "batchtopk" || kind === "matryoshka_batchtopk") {
     check("threshold", w.threshold, 1);
     t.set("threshold", tensorOf(new Float32Array(n).fill(w.threshold![0]), [n]));
+  } else if (kind === "gated") {
+    // SAELens' GatedSAE: no b_enc; the gate's bias is b_gate, the magnitude path r_mag and b_mag.
+    check("r_mag", w.r_mag, n);
+    check("b_mag", w.b_mag, n);
+    t.delete("b_enc");
+    t.set("b_gate", tensorOf(w.b_enc, [n]));
+    t.set("r_mag", tensorOf(w.r_mag!, [n]));
+    t.set("b_mag", tensorOf(w.b_mag!, [n]));
+  }
+  if (sae.cfg.transcoder?.skip) {
+    check("W_skip", w.W_skip, d * d);
+    t.set("W_skip", tensorOf(w.W_skip!, [d, d]));
   }
   return t;
 }
@@ -256,14 +297,32 @@ export function saeFromSaeLens(cfg: Json, file: StFile, scalingFactor?: number):
   const fnKwargs = (cfg.activation_fn_kwargs ?? {}) as Json;
   const activationFn = str(cfg.activation_fn) ?? str(cfg.activation_fn_str);
   let arch = str(cfg.architecture) ?? (activationFn === "topk" ? "topk" : "standard");
+  // Transcoders: SAELens' are ReLU ("standard"); splice_kind restores another kind splice saved.
+  const transcoder = arch === "transcoder" || arch === "skip_transcoder"
+    ? { skip: arch === "skip_transcoder" }
+    : undefined;
+  if (transcoder) {
+    arch = str(cfg.splice_kind) ?? "standard";
+    if (arch === "relu") arch = "standard";
+    if (cfg.d_out !== undefined && cfg.d_out !== d) {
+      throw new SaeFormatError(
+        `${what}: a transcoder with d_out ${cfg.d_out} ≠ d_in ${d} is not supported (splice ` +
+          `splices transcoders in place of an MLP of the stream's width)`,
+      );
+    }
+  }
   if (arch === "standard" && activationFn === "topk" && fnKwargs.k !== undefined) arch = "topk";
   let kind: SaeKind;
   if (arch === "standard") kind = "relu";
-  else if (arch === "topk" || arch === "jumprelu" || arch === "batchtopk") kind = arch;
-  else {
+  else if (
+    arch === "topk" || arch === "jumprelu" || arch === "batchtopk" || arch === "gated" ||
+    arch === "matryoshka_batchtopk"
+  ) {
+    kind = arch;
+  } else {
     throw new SaeFormatError(
       `${what}: architecture "${arch}" is not supported (supported: standard, topk, batchtopk, ` +
-        `jumprelu)`,
+        `jumprelu, gated)`,
     );
   }
   if (activationFn !== undefined && !["relu", "topk"].includes(activationFn)) {
@@ -308,22 +367,59 @@ export function saeFromSaeLens(cfg: Json, file: StFile, scalingFactor?: number):
     }
     file.tensors.delete("scaling_factor");
   }
+  // A gated SAE's b_gate plays b_enc's part (the gate's pre-activation bias).
+  const bEncName = kind === "gated" ? "b_gate" : "b_enc";
   const weights: SaeWeights = {
     W_enc: takeF32(file, "W_enc", [d, n], what),
-    b_enc: takeF32(file, "b_enc", [n], what),
+    b_enc: takeF32(file, bEncName, [n], what),
     W_dec: takeF32(file, "W_dec", [n, d], what),
     b_dec: takeF32(file, "b_dec", [d], what),
   };
-  const known = ["W_enc", "b_enc", "W_dec", "b_dec"];
+  const known = ["W_enc", bEncName, "W_dec", "b_dec"];
   if (kind === "jumprelu") {
     weights.threshold = takeF32(file, "threshold", [n], what);
     known.push("threshold");
   }
+  if (kind === "matryoshka_batchtopk") {
+    // SAELens' training layout: the running threshold is the scalar buffer topk_threshold.
+    weights.threshold = Float32Array.of(
+      floats(take(file, "topk_threshold", [], what), "topk_threshold")[0],
+    );
+    known.push("topk_threshold");
+  }
+  if (kind === "gated") {
+    weights.r_mag = takeF32(file, "r_mag", [n], what);
+    weights.b_mag = takeF32(file, "b_mag", [n], what);
+    known.push("r_mag", "b_mag");
+  }
+  if (transcoder?.skip) {
+    weights.W_skip = takeF32(file, "W_skip", [d, d], what);
+    known.push("W_skip");
+  }
   rejectExtra(file, known, what);
-  if (cfg.apply_b_dec_to_input === false) foldBDecIntoBEnc(weights, d, n);
+  // A transcoder's b_dec is an output bias: its encoder reads x as it is.
+  if (cfg.apply_b_dec_to_input === false && !transcoder) foldBDecIntoBEnc(weights, d, n);
 
   let k: number | undefined;
   if (kind === "topk") k = topK(cfg.k ?? fnKwargs.k, n, `${what}: cfg.json k`);
+  let matryoshkaWidths: number[] | undefined;
+  if (kind === "matryoshka_batchtopk") {
+    k = topK(cfg.k ?? fnKwargs.k, n, `${what}: cfg.json k`);
+    matryoshkaWidths = matryoshkaWidthsOf(cfg.matryoshka_widths, n, what);
+  }
+  if (kind === "jumprelu" && cfg.splice_architecture === "matryoshka_batchtopk") {
+    const th = weights.threshold!;
+    if (!th.every((v) => v === th[0])) {
+      throw new SaeFormatError(
+        `${what}: splice_architecture "matryoshka_batchtopk" needs one threshold on every ` +
+          `latent, but "threshold" varies; load it without splice_architecture as a JumpReLU SAE`,
+      );
+    }
+    kind = "matryoshka_batchtopk";
+    weights.threshold = th.slice(0, 1);
+    k = topK(cfg.k ?? fnKwargs.k, n, `${what}: cfg.json k`);
+    matryoshkaWidths = matryoshkaWidthsOf(cfg.matryoshka_widths, n, what);
+  }
   if (kind === "jumprelu" && cfg.splice_architecture === "batchtopk") {
     const th = weights.threshold!;
     if (th.every((v) => v === th[0])) {
@@ -340,13 +436,37 @@ export function saeFromSaeLens(cfg: Json, file: StFile, scalingFactor?: number):
   const config: SaeConfig = { kind, dIn: d, dSae: n };
   if (k !== undefined) config.k = k;
   if (typeof cfg.l1_coefficient === "number") config.l1Coefficient = cfg.l1_coefficient;
+  if (matryoshkaWidths) config.matryoshkaWidths = matryoshkaWidths;
   const metadata: NonNullable<SaeConfig["metadata"]> = {};
   if (model) metadata.model = model;
   if (hookName) metadata.hookName = hookName;
   if (typeof contextSize === "number") metadata.contextSize = contextSize;
+  const hookNameOut = str(meta.hook_name_out) ?? str(cfg.hook_name_out);
+  if (transcoder && hookNameOut) metadata.hookNameOut = hookNameOut;
   if (Object.keys(metadata).length) config.metadata = metadata;
+  if (transcoder) config.transcoder = transcoder;
   const sae: Sae = { cfg: config, weights };
   return scale === undefined ? sae : foldScaling(sae, scale);
+}
+
+/**
+ * A Matryoshka SAE's prefix widths (SAELens' matryoshka_widths): positive integers, strictly
+ * increasing, the last d_sae. SAELens appends d_sae when the list stops short and saves the list
+ * it trained with, so a file whose list stops short is refused rather than extended.
+ */
+function matryoshkaWidthsOf(v: unknown, dSae: number, what: string): number[] {
+  if (!Array.isArray(v)) {
+    throw new SaeFormatError(
+      `${what}: a matryoshka_batchtopk SAE needs matryoshka_widths (a list of prefix widths), ` +
+        `found ${JSON.stringify(v)}`,
+    );
+  }
+  try {
+    checkWidths(v, dSae, `${what}: matryoshka_widths`);
+  } catch (e) {
+    throw new SaeFormatError((e as Error).message);
+  }
+  return [...v];
 }
 
 const MAX_JSON_BYTES = 1 << 20;
@@ -480,6 +600,8 @@ export function saeFromDictionaryLearning(file: StFile, opts: DictionaryLearning
     rejectExtra(file, ["W_enc", "b_enc", "W_dec", "b_dec", "threshold"], what);
     if (trainer.apply_b_dec_to_input !== true) foldBDecIntoBEnc(w, d, n);
     sae = { cfg: { kind: "jumprelu", dIn: d, dSae: n }, weights: w };
+  } else if (t.has("r_mag")) {
+    sae = gatedFromDictionaryLearning(file, what);
   } else {
     const enc = shapeOf("encoder.weight");
     if (!enc || enc.length !== 2) {
@@ -539,6 +661,32 @@ export function saeFromDictionaryLearning(file: StFile, opts: DictionaryLearning
   return sae;
 }
 
+/**
+ * GatedAutoEncoder (dictionary.py): encoder.weight [n, d] without bias, gate_bias, r_mag,
+ * mag_bias [n], decoder.weight [d, n], decoder_bias [d]; the encoder reads x − decoder_bias.
+ */
+function gatedFromDictionaryLearning(file: StFile, what: string): Sae {
+  const enc = file.tensors.get("encoder.weight")?.shape;
+  if (!enc || enc.length !== 2) {
+    throw new SaeFormatError(
+      `${what}: GatedAutoEncoder tensor "encoder.weight": expected shape [d_sae, d_in], found ` +
+        `${enc ? `[${enc}]` : "no such tensor"}`,
+    );
+  }
+  const [n, d] = enc;
+  const names = ["encoder.weight", "gate_bias", "r_mag", "mag_bias", "decoder.weight"];
+  const weights: SaeWeights = {
+    W_enc: transpose(takeF32(file, "encoder.weight", [n, d], what), n, d),
+    b_enc: takeF32(file, "gate_bias", [n], what),
+    r_mag: takeF32(file, "r_mag", [n], what),
+    b_mag: takeF32(file, "mag_bias", [n], what),
+    W_dec: transpose(takeF32(file, "decoder.weight", [d, n], what), d, n),
+    b_dec: takeF32(file, "decoder_bias", [d], what),
+  };
+  rejectExtra(file, [...names, "decoder_bias"], what);
+  return { cfg: { kind: "gated", dIn: d, dSae: n }, weights };
+}
+
 // ---------------------------------------------------------------------------------------------
 // EleutherAI sparsify
 
@@ -564,11 +712,12 @@ export function saeFromSparsify(cfg: Json, file: StFile): Sae {
       `${what}: activation "${cfg.activation}" is not supported (topk only)`,
     );
   }
-  if (cfg.transcode === true) {
-    throw new SaeFormatError(`${what}: transcoders (transcode=true) are not supported`);
-  }
-  if (cfg.skip_connection === true || file.tensors.has("W_skip")) {
-    throw new SaeFormatError(`${what}: skip connections (W_skip) are not supported`);
+  // Transcoders (transcode=true): the encoder reads x itself; skip_connection adds W_skip
+  // [d, d] applied as x·W_skipᵀ, as our convention.
+  const transcode = cfg.transcode === true;
+  const skip = cfg.skip_connection === true;
+  if (!transcode && (skip || file.tensors.has("W_skip"))) {
+    throw new SaeFormatError(`${what}: skip connections (W_skip) without transcode=true`);
   }
   const W_enc = transpose(takeF32(file, "encoder.weight", [n, d], what), n, d);
   const weights: SaeWeights = {
@@ -577,6 +726,14 @@ export function saeFromSparsify(cfg: Json, file: StFile): Sae {
     W_dec: takeF32(file, "W_dec", [n, d], what),
     b_dec: takeF32(file, "b_dec", [d], what),
   };
-  rejectExtra(file, ["encoder.weight", "encoder.bias", "W_dec", "b_dec"], what);
-  return { cfg: { kind: "topk", dIn: d, dSae: n, k }, weights };
+  const known = ["encoder.weight", "encoder.bias", "W_dec", "b_dec"];
+  if (skip) {
+    weights.W_skip = takeF32(file, "W_skip", [d, d], what);
+    known.push("W_skip");
+  }
+  rejectExtra(file, known, what);
+  return {
+    cfg: { kind: "topk", dIn: d, dSae: n, k, ...(transcode ? { transcoder: { skip } } : {}) },
+    weights,
+  };
 }

@@ -3,7 +3,15 @@ import { createBuffer, readF32, upload } from "../gpu/buffers.ts";
 import type { ParamGroup } from "../gpu/adamw.ts";
 import type { Sae, SaeConfig, SaeWeights } from "./types.ts";
 
-export type ParamName = "W_enc" | "b_enc" | "W_dec" | "b_dec" | "threshold";
+export type ParamName =
+  | "W_enc"
+  | "b_enc"
+  | "W_dec"
+  | "b_dec"
+  | "threshold"
+  | "r_mag"
+  | "b_mag"
+  | "W_skip";
 
 export interface SaeParams {
   W_enc: GPUBuffer;
@@ -12,9 +20,14 @@ export interface SaeParams {
   b_dec: GPUBuffer;
   /** jumprelu: θ per latent; batchtopk: the single inference threshold (length 1). */
   threshold?: GPUBuffer;
+  /** gated: the magnitude path's log-scale and bias per latent. */
+  r_mag?: GPUBuffer;
+  b_mag?: GPUBuffer;
+  /** Skip transcoders: W_skip [d_out, d_in]. */
+  W_skip?: GPUBuffer;
 }
 
-/** Element counts of each parameter the config has, in a fixed order (W_enc, b_enc, W_dec, b_dec, threshold). */
+/** Element counts of each parameter the config has, in a fixed order (W_enc, b_enc, W_dec, b_dec, threshold, r_mag, b_mag). */
 export function paramSizes(cfg: SaeConfig, hasThreshold = cfg.kind === "jumprelu"): Array<
   { name: ParamName; size: number }
 > {
@@ -24,20 +37,27 @@ export function paramSizes(cfg: SaeConfig, hasThreshold = cfg.kind === "jumprelu
     { name: "W_dec", size: cfg.dSae * cfg.dIn },
     { name: "b_dec", size: cfg.dIn },
   ];
-  if (hasThreshold) out.push({ name: "threshold", size: cfg.kind === "batchtopk" ? 1 : cfg.dSae });
+  if (hasThreshold) {
+    const single = cfg.kind === "batchtopk" || cfg.kind === "matryoshka_batchtopk";
+    out.push({ name: "threshold", size: single ? 1 : cfg.dSae });
+  }
+  if (cfg.kind === "gated") {
+    out.push({ name: "r_mag", size: cfg.dSae }, { name: "b_mag", size: cfg.dSae });
+  }
+  if (cfg.transcoder?.skip) out.push({ name: "W_skip", size: cfg.dIn * cfg.dIn });
   return out;
 }
 
-function checkLength(name: string, a: Float32Array, want: number): void {
-  if (a.length !== want) {
-    throw new Error(`SAE weight ${name}: expected ${want} elements, found ${a.length}`);
+function checkLength(name: string, a: Float32Array | undefined, want: number): void {
+  if (a?.length !== want) {
+    throw new Error(`SAE weight ${name}: expected ${want} elements, found ${a?.length ?? "none"}`);
   }
 }
 
 export function uploadSae(device: GPUDevice, sae: Sae): SaeParams {
   const w = sae.weights;
   for (const { name, size } of paramSizes(sae.cfg, w.threshold !== undefined)) {
-    checkLength(name, w[name]!, size);
+    checkLength(name, w[name], size);
   }
   const p: SaeParams = {
     W_enc: upload(device, w.W_enc, "W_enc"),
@@ -46,6 +66,11 @@ export function uploadSae(device: GPUDevice, sae: Sae): SaeParams {
     b_dec: upload(device, w.b_dec, "b_dec"),
   };
   if (w.threshold) p.threshold = upload(device, w.threshold, "threshold");
+  if (sae.cfg.kind === "gated") {
+    p.r_mag = upload(device, w.r_mag!, "r_mag");
+    p.b_mag = upload(device, w.b_mag!, "b_mag");
+  }
+  if (sae.cfg.transcoder?.skip) p.W_skip = upload(device, w.W_skip!, "W_skip");
   return p;
 }
 

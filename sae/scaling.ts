@@ -73,6 +73,9 @@ export function foldScaling(sae: Sae, s: number): Sae {
       W_dec: w.W_dec.map((v) => v / s),
       b_dec: w.b_dec.map((v) => v / s),
       ...(w.threshold ? { threshold: w.threshold.slice() } : {}),
+      // gated: π_mag = exp(r_mag)·((x − b_dec)·W_enc) + b_mag is a pre-activation too.
+      ...(w.r_mag ? { r_mag: w.r_mag.slice() } : {}),
+      ...(w.b_mag ? { b_mag: w.b_mag.slice() } : {}),
     },
   };
 }

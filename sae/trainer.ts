@@ -11,12 +11,15 @@ export interface SaeTrainer {
   readonly dSae?: number;
   /**
    * Reconstructs x [n, d]; keeps what backward needs. `inference`: as at evaluation (BatchTopK
-   * applies its running threshold rather than selecting over the batch).
+   * applies its running threshold rather than selecting over the batch). `target`: what x̂ should
+   * be and the MSE compares it with (a transcoder's MLP output, required for transcoders; SAEs
+   * take none: x).
    */
   forward(
     x: Float32Array,
     n: number,
     inference?: boolean,
+    target?: Float32Array,
   ): Promise<{ xhat: Float32Array; mse: number; l0: number }>;
   /**
    * Backward of wMse·mse + wExt·⟨gExt, x̂⟩ (gExt = ∂KL/∂x̂ from the LM) + the SAE's own terms
@@ -65,5 +68,7 @@ export type TrainerFactory = (
     deadWindowTokens?: number;
     jumpBandwidth?: number;
     thresholdStartStep?: number;
+    /** Where the SAE trains (sae/sae_device.ts); default webgpu. */
+    saeDevice?: "webgpu" | "cpu";
   },
 ) => Promise<OwnedTrainer>;

@@ -3,20 +3,23 @@
 import { z } from "zod";
 
 export const SaeInit = z.object({
-  kind: z.enum(["relu", "topk", "batchtopk", "jumprelu"]).default("topk"),
+  kind: z.enum(["relu", "topk", "batchtopk", "jumprelu", "matryoshka_batchtopk", "gated"]).default(
+    "topk",
+  ),
   d_sae: z.number().int().min(1).max(1 << 20).default(2048),
   k: z.number().int().min(1).max(256).default(16).describe(
     "active latents per token (topk, batchtopk)",
   ),
   l1_coefficient: z.number().min(0).optional().describe(
-    "relu: λ of the decoder-norm-weighted L1, jumprelu: λ of the L0 penalty, in this loss's " +
+    "relu (gated: on the gate's ReLU): λ of the decoder-norm-weighted L1, jumprelu: λ of the L0 " +
+      "penalty, in this loss's " +
       "units (MSE a mean over elements). Default, scale-free: relu rms/d_in (SAELens' λ = 1 on " +
       "normalised activations, its MSE summed over d_in), jumprelu 0.1·rms²/target_l0, rms = " +
       "√(E‖x‖²/d_in) of what the SAE reads; both are then driven toward target_l0 by the L1 " +
       "controller",
   ),
   target_l0: z.number().gt(0).max(4096).default(32).describe(
-    "relu, jumprelu: the L0 the L1 controller holds from scratch (MSE phase and fine-tune)",
+    "relu, jumprelu, gated: the L0 the L1 controller holds from scratch (MSE phase and fine-tune)",
   ),
   l1_warmup_fraction: z.number().min(0).max(1).default(0.05).describe(
     "relu, jumprelu: the sparsity coefficient rises linearly from 0 over this first fraction " +
@@ -25,6 +28,17 @@ export const SaeInit = z.object({
   threshold_start_fraction: z.number().min(0).lt(1).default(0.5).describe(
     "batchtopk: the inference threshold averages the batches' smallest selected activation " +
       "only after this fraction of the MSE phase (dictionary_learning's threshold_start_step)",
+  ),
+  matryoshka_widths: z.array(z.number().int().min(1)).min(1).max(64).optional().describe(
+    "matryoshka_batchtopk: the nested prefixes' widths, strictly increasing, the last = d_sae " +
+      "(SAELens' matryoshka_widths); default the ladder d_sae/16, /8, /4, /2, d_sae",
+  ),
+  transcoder: z.enum(["none", "transcoder", "skip_transcoder"]).default("none").describe(
+    "transcoder: the SAE reads an MLP's input and predicts its output, and the fine-tune's LM " +
+      "runs with the MLP's output replaced (sparsify --transcode, SAELens' transcoder); " +
+      "skip_transcoder adds a trained linear skip x·W_skipᵀ (zero at init). The MLP is given by " +
+      "hook = mlp:<layer>, or hook = its input and hook_out = its output. From scratch: topk " +
+      "or batchtopk",
   ),
 });
 
@@ -35,7 +49,14 @@ export const FinetuneConfig = z.object({
   ),
   model: z.string().min(1).default("tiny-neox"),
   hook: z.string().min(1).optional().describe(
-    "hook tensor name or resid_post:<layer>; default: the SAE's hook, else /blocks.1/Add_2_output_0 on tiny-neox",
+    "hook tensor name or resid_post:<layer>; default: the SAE's hook, else /blocks.1/Add_2_output_0 on tiny-neox. " +
+      "Transcoders: mlp:<layer> (the block's MLP found by structure: its input after the norm, " +
+      "its output before the residual Add), or the MLP's input (blocks.L.ln2.hook_normalized " +
+      "or a tensor name) with hook_out",
+  ),
+  hook_out: z.string().min(1).optional().describe(
+    "transcoders: the MLP's output (blocks.L.hook_mlp_out or a tensor name) when hook names " +
+      "its input; SAELens' hook_name_out",
   ),
   sae: z.string().min(1).optional().describe(
     "id of the SAE to fine-tune; omit to train one from scratch",
@@ -73,7 +94,8 @@ export const FinetuneConfig = z.object({
       "controller instead (train/l1_controller.ts)",
   ),
   decoder_constraint: z.boolean().default(false).describe(
-    "unit-norm decoder rows, parallel gradient removed",
+    "unit-norm decoder rows, parallel gradient removed (a gated SAE from scratch: always, as " +
+      "the paper and dictionary_learning train it)",
   ),
   skip_first_positions: z.number().int().min(0).default(0).describe(
     "the first positions of each sequence keep their clean activations and are left out of the " +
@@ -98,6 +120,11 @@ export const FinetuneConfig = z.object({
   ep: z.enum(["auto", "cpu", "cuda", "webgpu", "wasm"]).default("auto").describe(
     "ONNX Runtime EP for the LM: cpu/cuda on the native runtime, webgpu/wasm on ONNX Runtime " +
       "Web; auto = cuda where its libraries load, else cpu, else wasm",
+  ),
+  sae_device: z.enum(["auto", "webgpu", "cpu"]).default("auto").describe(
+    "where the SAE trains: webgpu (the WGSL kernels) or cpu (the native ONNX Runtime's CPU EP " +
+      "and JS; plain topk SAEs only, not transcoders); auto = cpu where the WebGPU adapter is a " +
+      "software one (llvmpipe) and the SAE is a plain topk SAE, else webgpu",
   ),
 }).strict();
 

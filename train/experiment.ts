@@ -5,6 +5,7 @@
 import type { GpuContext } from "../gpu/device.ts";
 import { ceEval, type CeEvalResult, createEvalSessions } from "../eval/ce_eval.ts";
 import type { ModelProto } from "../lm/onnx.ts";
+import type { MlpHookPair } from "../lm/transcoder_graphs.ts";
 import { prefix } from "../lm/surgery.ts";
 import type { ExecutionProvider } from "../lm/session.ts";
 import type { GpuSaeTrainer } from "../sae/gpu_trainer.ts";
@@ -40,7 +41,12 @@ export interface ArmContext {
   contextLength?: number;
   signal?: AbortSignal;
   onMetrics?(m: StepMetrics): void | Promise<void>;
+  /** The SAE is a transcoder of this MLP: arms splice its output in place of the MLP's. */
+  transcoder?: MlpHookPair;
 }
+
+/** Arms that train a transcoder itself (adapters around one are not built). */
+const TRANSCODER_ARMS: ReadonlySet<string> = new Set(["mse", "kl_mse", "kl_only", "e2e"]);
 
 export interface ArmSummary {
   ceClean: number;
@@ -108,7 +114,14 @@ export function stabilityPercentiles(
 }
 
 export async function runArm(arm: ArmSpec & { name: string }, ctx: ArmContext): Promise<ArmResult> {
-  const { cfg, gpu, model, hook, ep } = ctx;
+  const { cfg, gpu, model, hook, ep, transcoder } = ctx;
+  if (transcoder && !TRANSCODER_ARMS.has(arm.type)) {
+    throw new Error(
+      `arm "${arm.name}": a transcoder trains in arms of type ${
+        [...TRANSCODER_ARMS].join(", ")
+      }, not ${arm.type}`,
+    );
+  }
   const device = ep === "webgpu" ? gpu.device : undefined;
   const batch = arm.batch_size ?? cfg.batch_size, T = cfg.seq_len;
   const steps = Math.max(1, Math.floor((arm.tokens ?? cfg.tokens) / (batch * T)));
@@ -168,6 +181,7 @@ export async function runArm(arm: ArmSpec & { name: string }, ctx: ArmContext): 
       device,
       baked,
       lmLora && (lmLora as LmLora).hasPrefix ? prefix(baked, hook) : undefined,
+      transcoder,
     );
     try {
       return await ceEval({
@@ -181,13 +195,14 @@ export async function runArm(arm: ArmSpec & { name: string }, ctx: ArmContext): 
         contextLength: ctx.contextLength,
         sae: {
           dIn: d,
-          reconstruct: async (x, nTok) => {
-            const f = await trainer.forward(x, nTok, true);
+          reconstruct: async (x, nTok, target) => {
+            const f = await trainer.forward(x, nTok, true, target);
             const xhat = skip ? (skip as SkipAdapter).forward(f.xhat, nTok) : f.xhat;
             return { xhat, l0: f.l0 };
           },
         },
         signal: ctx.signal,
+        transcoder,
       }, sessions);
     } finally {
       await sessions.release();
@@ -267,8 +282,9 @@ export async function runArm(arm: ArmSpec & { name: string }, ctx: ArmContext): 
           decayFraction: 1,
         },
         adapter: st.adapter ? adapterFor() : undefined,
-        // ReLU / JumpReLU: the App. E controller holds L0 where it started.
-        l1: sae.cfg.kind === "relu" || sae.cfg.kind === "jumprelu"
+        transcoder,
+        // ReLU / JumpReLU / gated: the App. E controller holds L0 where it started.
+        l1: sae.cfg.kind === "relu" || sae.cfg.kind === "jumprelu" || sae.cfg.kind === "gated"
           ? { lambda: sae.cfg.l1Coefficient ?? 5, controller: true }
           : undefined,
         metricsEvery: 8,

@@ -15,6 +15,8 @@ import { createL1Controller, type L1Controller, updateL1 } from "./l1_controller
 import { needsKl, type Objective, objectiveWeights } from "./objective.ts";
 import { lrAt, type LrSchedule, validateSchedule } from "./schedule.ts";
 import { varianceOf } from "./variance.ts";
+import { createTranscoderSessions, transcoderSide } from "./transcoder.ts";
+import type { MlpHookPair } from "../lm/transcoder_graphs.ts";
 import {
   type Act,
   createLmStepSessions,
@@ -70,6 +72,12 @@ export interface FinetuneOptions {
   onStep?: (step: number) => void | Promise<void>;
   /** Train an adapter instead of the SAE, which is then frozen (paper Appendices C–D). */
   adapter?: FinetuneAdapter;
+  /**
+   * The SAE is a transcoder of this MLP (lm/transcoder_graphs.ts): it reads the MLP's input,
+   * predicts its output, and the LM runs on with the MLP's output replaced; `hook` is ignored
+   * (the splice is at the pair's resid_post).
+   */
+  transcoder?: MlpHookPair;
   signal?: AbortSignal;
 }
 
@@ -133,24 +141,31 @@ export async function runFinetune(opts: FinetuneOptions, sessions?: LmStepSessio
   const schedule: LrSchedule = { ...opts.schedule, totalSteps: opts.steps };
   validateSchedule(schedule);
   const ad = opts.adapter;
+  const tc = opts.transcoder;
+  if (tc && (ad || scale !== 1)) {
+    throw new Error("a transcoder fine-tune takes no adapters and no activation scaling");
+  }
+  const hook = tc?.post ?? opts.hook;
   // On the WebGPU EP the plain SAE step keeps x, x̂ and ∂KL/∂x̂ on the GPU; scaling, adapters and
   // micro-batches work on host arrays.
-  const zeroCopy = opts.ep === "webgpu" && !!opts.device && !ad && scale === 1 &&
+  const zeroCopy = opts.ep === "webgpu" && !!opts.device && !ad && !tc && scale === 1 &&
     !!opts.sae.forwardGpu && (opts.microBatch ?? B) === B;
   const own = !sessions;
-  sessions ??= await createLmStepSessions(
-    opts.model,
-    opts.hook,
-    needsKl(opts.objective),
-    opts.ep,
-    opts.device,
-    ad?.lm?.klStepModel(),
-    zeroCopy,
-  );
+  sessions ??= tc
+    ? await createTranscoderSessions(opts.model, tc, needsKl(opts.objective), opts.ep, opts.device)
+    : await createLmStepSessions(
+      opts.model,
+      hook,
+      needsKl(opts.objective),
+      opts.ep,
+      opts.device,
+      ad?.lm?.klStepModel(),
+      zeroCopy,
+    );
   let lm: SpliceLm | null = null;
   try {
     lm = await SpliceLm.create(sessions, {
-      hook: opts.hook,
+      hook,
       width: opts.sae.dIn,
       batch: B,
       seq: T,
@@ -172,9 +187,12 @@ export async function runFinetune(opts: FinetuneOptions, sessions?: LmStepSessio
         ? createL1Controller(opts.l1.lambda, opts.l1.target)
         : null,
     };
-    const sae = ad
+    const l1 = () => state.l1?.lambda ?? opts.l1?.lambda;
+    const sae: StepSae = ad
       ? adapterSide(opts.sae, ad, lm, scale)
-      : saeSide(opts.sae, scale, () => state.l1?.lambda ?? opts.l1?.lambda);
+      : tc
+      ? transcoderSide(opts.sae, lm, tc, l1)
+      : saeSide(opts.sae, scale, l1);
     const parts: StepParts = { objective: opts.objective, lm, sae };
     let last: StepMetrics | null = null;
     const { resumedFrom } = await runLoop<LoopState>({

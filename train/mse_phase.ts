@@ -10,6 +10,7 @@ import type { ModelProto } from "../lm/onnx.ts";
 import { feedsFor } from "../lm/signature.ts";
 import { createSession, type ExecutionProvider } from "../lm/session.ts";
 import { prefix } from "../lm/surgery.ts";
+import { type MlpHookPair, transcoderPrefix } from "../lm/transcoder_graphs.ts";
 import { assertFinite } from "./checkpoint.ts";
 import type { Batches, SaeTrainer } from "./finetune.ts";
 import { runLoop, type Tensors } from "./loop.ts";
@@ -35,6 +36,11 @@ export interface MsePhaseOptions {
   bufferTokens: number;
   /** The SAEs read s·x (activation scaling). */
   activationScale?: number;
+  /**
+   * The SAEs are transcoders of this MLP: the buffer holds (x_in, y) pairs shuffled together and
+   * each step's target is y (`hook` is ignored).
+   */
+  transcoder?: MlpHookPair;
   steps: number;
   seed: number;
   schedule: Omit<LrSchedule, "totalSteps">;
@@ -82,11 +88,17 @@ export async function runMsePhase(opts: MsePhaseOptions) {
   if (saes.some((s) => s.dIn !== d)) {
     throw new Error("the SAEs read activations of different widths");
   }
-  const session = await createSession(prefix(opts.model, opts.hook), {
-    ep: opts.ep,
-    device: opts.device,
-  });
+  const tc = opts.transcoder;
+  if (tc && (opts.activationScale ?? 1) !== 1) {
+    throw new Error("transcoders train without activation scaling");
+  }
+  const session = await createSession(
+    tc ? transcoderPrefix(opts.model, tc) : prefix(opts.model, opts.hook),
+    { ep: opts.ep, device: opts.device },
+  );
   const buffer = new Float32Array(capacity * d);
+  // Transcoders: the MLP outputs, row for row with the inputs in `buffer`.
+  const bufferY = tc ? new Float32Array(capacity * d) : null;
   let order = new Uint32Array(0);
   let state: PhaseState = {
     fillCursor: opts.data.cursor,
@@ -100,19 +112,22 @@ export async function runMsePhase(opts: MsePhaseOptions) {
     for (let b = 0; b < batchesPerFill; b++) {
       const ids = opts.data.next();
       const out = await session.run(feedsFor(session.inputNames, {}, { ids, batch: B, seq: T }));
-      const h = out[session.outputNames[0]];
+      const h = out[tc ? tc.input : session.outputNames[0]];
       if (h.dims.at(-1) !== d) {
         throw new Error(
-          `the SAEs read ${d}-wide activations but hook "${opts.hook}" is ${h.dims.at(-1)} wide`,
+          `the SAEs read ${d}-wide activations but hook "${tc?.input ?? opts.hook}" is ` +
+            `${h.dims.at(-1)} wide`,
         );
       }
       buffer.set(h.data as Float32Array, b * B * T * d);
+      if (tc) bufferY!.set(out[tc.output].data as Float32Array, b * B * T * d);
     }
     order = new Rng((opts.seed ^ Math.imul(state.fill + 1, 0x9e3779b1)) >>> 0)
       .shuffle(Uint32Array.from({ length: capacity }, (_, i) => i));
     filled = true;
   };
   const x = new Float32Array(N * d);
+  const y = tc ? new Float32Array(N * d) : undefined;
   const scale = opts.activationScale ?? 1;
   const warm = opts.l1?.warmupSteps ?? 0;
   let resumedFrom = 0;
@@ -144,13 +159,14 @@ export async function runMsePhase(opts: MsePhaseOptions) {
         for (let r = 0; r < N; r++) {
           const row = order[state.served * N + r];
           x.set(buffer.subarray(row * d, row * d + d), r * d);
+          y?.set(bufferY!.subarray(row * d, row * d + d), r * d);
         }
         if (scale !== 1) { for (let e = 0; e < x.length; e++) x[e] *= scale; }
         state.served++;
         const lr = lrAt(schedule, step);
         const rows = [];
         for (const [i, sae] of saes.entries()) {
-          const fwd = await sae.forward(x, N);
+          const fwd = await sae.forward(x, N, false, y);
           assertFinite("mse", [fwd.mse], step);
           if (opts.l1?.controller && !state.l1[i] && step === 0) {
             state.l1[i] = createL1Controller(
@@ -181,7 +197,7 @@ export async function runMsePhase(opts: MsePhaseOptions) {
               aux: bw.aux,
               deadLatents: bw.dead,
               l1Lambda: l1 ?? null,
-              fvu: fwd.mse / Math.max(varianceOf(x, d), 1e-30),
+              fvu: fwd.mse / Math.max(varianceOf(y ?? x, d), 1e-30),
               ...(sae.dSae ? { deadFraction: bw.dead / sae.dSae } : {}),
             });
           }

@@ -3,6 +3,7 @@
 // activations' scale (see the README's kinds table for the peers' choices).
 import { geometricMedian, jumpThresholdFor } from "../sae/init.ts";
 import { sampleActivations } from "./activation_sample.ts";
+import { checkWidths } from "../gpu/matryoshka.ts";
 import type { SaeKind } from "../sae/types.ts";
 import type { FinetuneConfig } from "./config.ts";
 
@@ -14,14 +15,17 @@ export function normalizationFor(
   asked: FinetuneConfig["normalize_activations"],
 ): "none" | "expected_average_only_in" {
   // relu's λ and jumprelu's θ and bandwidth are set on normalised activations, as SAELens and
-  // dictionary_learning train them; topk and batchtopk are scale-free already.
-  return asked ?? (kind === "relu" || kind === "jumprelu" ? "expected_average_only_in" : "none");
+  // dictionary_learning train them (gated's λ as relu's); topk and batchtopk are scale-free already.
+  return asked ??
+    (kind === "relu" || kind === "jumprelu" || kind === "gated"
+      ? "expected_average_only_in"
+      : "none");
 }
 
 /** Whether the job needs the activations' scale s (E‖s·x‖² = d_in) before it trains. */
 export function needsScale(init: Init, normalize: string): boolean {
   return normalize !== "none" || init.kind === "jumprelu" ||
-    (init.kind === "relu" && init.l1_coefficient === undefined);
+    ((init.kind === "relu" || init.kind === "gated") && init.l1_coefficient === undefined);
 }
 
 export interface ScratchSparsity {
@@ -48,7 +52,7 @@ export interface ScratchSparsity {
  * 1e-3 until batchtopk is measured there.)
  */
 export function pretrainLrFor(kind: SaeKind, asked: number | undefined): number {
-  return asked ?? (kind === "relu" || kind === "jumprelu" ? 3e-3 : 1e-3);
+  return asked ?? (kind === "relu" || kind === "jumprelu" || kind === "gated" ? 3e-3 : 1e-3);
 }
 
 /**
@@ -63,6 +67,9 @@ export function scratchSparsity(
   const warmupSteps = Math.round(o.mseSteps * init.l1_warmup_fraction);
   switch (init.kind) {
     case "relu":
+    // gated: the same decoder-norm-weighted L1, on the gate's ReLU(π_gate) (SAELens' λ, its MSE
+    // summed over d_in, is d_in times this); the controller then holds target_l0 as for relu.
+    case "gated":
       return { lambda: init.l1_coefficient ?? o.rms / o.dIn, warmupSteps };
     case "jumprelu":
       return {
@@ -85,10 +92,25 @@ export function scratchSparsity(
         signed: true,
       };
     case "batchtopk":
+    case "matryoshka_batchtopk":
       return { thresholdStartStep: Math.round(o.mseSteps * init.threshold_start_fraction) };
     case "topk":
       return {};
   }
+}
+
+/**
+ * matryoshka_batchtopk's prefix widths: those asked for (checked: strictly increasing, the last =
+ * d_sae), else the ladder d_sae/16, /8, /4, /2, d_sae. Neither peer has a default (SAELens requires
+ * matryoshka_widths, dictionary_learning group_fractions); the ladder doubles each prefix, as the
+ * Matryoshka paper's nested sizes do.
+ */
+export function matryoshkaWidthsFor(init: Init): number[] {
+  const widths = init.matryoshka_widths ??
+    [...new Set([16, 8, 4, 2].map((f) => Math.floor(init.d_sae / f)).filter((w) => w >= 1))]
+      .concat(init.d_sae);
+  checkWidths(widths, init.d_sae, "matryoshka_widths");
+  return widths;
 }
 
 /**

@@ -102,6 +102,11 @@ export class SpliceLm {
   /** GPU outputs of the current step, disposed when the next one starts. */
   #held: ort.Tensor[] = [];
   #scratch: GPUBuffer | null = null;
+  /**
+   * Every output of the prefix at the last activations() on the host path, by name (a
+   * transcoder's prefix also outputs the MLP's input and output beside the spliced hook).
+   */
+  lastOutputs: Record<string, Float32Array> = {};
 
   private constructor(readonly sessions: LmStepSessions, readonly o: SpliceLmOptions) {
     const { batch: B, seq: T } = o;
@@ -170,6 +175,9 @@ export class SpliceLm {
       return { clean: buf, x: buf };
     }
     const clean = t.data as Float32Array;
+    this.lastOutputs = Object.fromEntries(
+      Object.entries(out).map(([k, v]) => [k, v.data as Float32Array]),
+    );
     const d = clean.length / (this.o.batch * this.o.seq);
     if (d !== this.o.width) {
       throw new Error(

@@ -143,7 +143,13 @@ Deno.test("SAELens files with a wrong shape or missing key fail naming the tenso
     join(dir, "cfg.json"),
     JSON.stringify({ ...cfg, architecture: "gated" }),
   );
-  await expectFormatError(() => loadSae(dir), `"gated"`);
+  // A gated SAE's gate bias is b_gate, not b_enc (test/sae/gated_io_test.ts loads real ones).
+  await expectFormatError(() => loadSae(dir), `missing tensor "b_gate"`);
+  await Deno.writeTextFile(
+    join(dir, "cfg.json"),
+    JSON.stringify({ ...cfg, architecture: "hybrid_moe" }),
+  );
+  await expectFormatError(() => loadSae(dir), `"hybrid_moe"`, "not supported");
   await Deno.writeTextFile(
     join(dir, "cfg.json"),
     JSON.stringify({ ...cfg, normalize_activations: "layer_norm" }),

@@ -79,3 +79,13 @@ Deno.test("scratch defaults: normalised relu / jumprelu, scale-free λ, batchtop
   assertEquals(bt.thresholdStartStep, 200);
   assert(scratchSparsity(SaeInit.parse({ kind: "topk" }), { dIn: 8, rms: 1, mseSteps: 4 }));
 });
+
+Deno.test("scratch defaults: gated is normalised, with relu's λ, warm-up and MSE-phase LR", () => {
+  assertEquals(normalizationFor("gated", undefined), "expected_average_only_in");
+  assertEquals(pretrainLrFor("gated", undefined), pretrainLrFor("relu", undefined));
+  const rms = 0.5 + 3 * Math.random(), dIn = 16 + Math.floor(200 * Math.random());
+  const o = { dIn, rms, mseSteps: 400 };
+  const gated = scratchSparsity(SaeInit.parse({ kind: "gated", d_sae: 512 }), o);
+  assertEquals(gated, scratchSparsity(SaeInit.parse({ kind: "relu", d_sae: 512 }), o));
+  assertAlmostEquals(gated.lambda!, rms / dIn, 1e-15);
+});

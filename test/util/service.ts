@@ -12,7 +12,7 @@ import { finetuneHandler, type TrainerFactory } from "../../jobs/finetune_job.ts
 import { JobRunner } from "../../jobs/runner.ts";
 import { EMBEDDED_MODEL } from "../../main.ts";
 import { createApp } from "../../routes/app.ts";
-import { createSaeTrainer } from "../../sae/trainers.ts";
+import { createTrainer as serviceTrainer } from "../../sae/sae_device.ts";
 import { testGpu } from "./gpu.ts";
 
 export interface TestServiceOptions {
@@ -32,7 +32,7 @@ export async function startTestService(o: TestServiceOptions = {}) {
   const events = new EventHub(new DbEventStore(database.db));
   const runner = new JobRunner(new DbJobStore(database.db), events, { pollMs: 50 });
   const metrics = new MetricsWriter(database.db);
-  const createTrainer = o.createTrainer ?? createSaeTrainer;
+  const createTrainer = o.createTrainer ?? serviceTrainer;
   for (const kind of o.jobs ?? []) {
     runner.register(
       kind,
@@ -53,8 +53,24 @@ export async function startTestService(o: TestServiceOptions = {}) {
   });
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, app.fetch);
   if (o.start ?? true) runner.start();
+  /** Submits one job and follows it to the end: its result (null if none), metrics rows, errors. */
+  async function runJob<R = unknown, M = Record<string, number>>(
+    kind: string,
+    config: Record<string, unknown>,
+  ): Promise<{ id: string; result: R | null; metrics: M[]; errors: unknown[] }> {
+    const job = await runner.submit(kind, config);
+    let result: R | null = null;
+    const metrics: M[] = [], errors: unknown[] = [];
+    for await (const e of events.subscribe(job.id)) {
+      if (e.type === "metrics") metrics.push(e.data as M);
+      else if (e.type === "result") result = e.data as R;
+      else if (e.type === "error") errors.push(e.data);
+    }
+    return { id: job.id, result, metrics, errors };
+  }
   return {
     url: `http://127.0.0.1:${server.addr.port}`,
+    runJob,
     app,
     dataDir,
     database,
