@@ -6,18 +6,11 @@
 import { parseArgs } from "node:util";
 import { EVAL_HEADERS, evalCells } from "../lib/eval_cells.js";
 import { api, followEvents, ROOT, startService } from "./_client.ts";
+import type { CeEvalResult } from "../eval/ce_eval.ts";
 
 const BASE_SAE = `${ROOT}fixtures/sae/tiny-neox-topk`;
 
-interface Eval {
-  ceClean: number;
-  ceSpliced: number;
-  ceZeroAblation: number;
-  ceRecovered: number;
-  ceGap: number;
-  kl: number;
-  recon: { fvu: number; l0: number | null; mse: number };
-}
+type Eval = CeEvalResult;
 
 const { values: a } = parseArgs({
   args: Deno.args,
@@ -44,7 +37,7 @@ function follow(
   url: string,
   id: string,
   label: string,
-): Promise<{ eval: Eval; sae: string; runtime: Runtime }> {
+): Promise<{ eval: Eval; sae: string; runtime: Runtime; saeDevice: string }> {
   return followEvents(`${url}/finetunes/${id}/events`, label, (event, data) => {
     if (event === "metrics") {
       const m = data as Record<string, number>;
@@ -106,7 +99,7 @@ try {
     eval_sequences: evalSequences,
   };
   log(`arms: mse and kl_mse, ${tokens} tokens each at lr ${lr}, identical data (seed 1)`);
-  const arms: Record<string, { eval: Eval; sae: string; runtime: Runtime }> = {};
+  const arms: Record<string, { eval: Eval; sae: string; runtime: Runtime; saeDevice: string }> = {};
   const jobs = {
     mse: await api<{ id: string }>(`${url}/finetunes`, {
       method: "POST",
@@ -131,7 +124,7 @@ try {
   const reduction = (arms.mse.eval.ceGap - arms.kl_mse.eval.ceGap) / arms.mse.eval.ceGap;
   console.log(`CE-gap reduction of kl_mse over mse: ${(100 * reduction).toFixed(1)}%`);
   const runtime = arms.kl_mse.runtime;
-  log(`LM on ${runtime.name}, ep ${runtime.ep}`);
+  log(`LM on ${runtime.name}, ep ${runtime.ep}; SAE on ${arms.kl_mse.saeDevice}`);
   const summary = {
     tokensPerArm: tokens,
     lr,
@@ -140,6 +133,7 @@ try {
     arms: Object.fromEntries(Object.entries(arms).map(([k, r]) => [k, r.eval])),
     ceGapReduction: reduction,
     runtime,
+    saeDevice: arms.kl_mse.saeDevice,
     seconds: (performance.now() - t0) / 1000,
   };
   if (a.out) {
