@@ -40,6 +40,23 @@ export const SaeInit = z.object({
       "hook = mlp:<layer>, or hook = its input and hook_out = its output. From scratch: topk " +
       "or batchtopk",
   ),
+}).superRefine((init, ctx) => {
+  // Checked here so that POST /finetunes answers 400, not a job that fails at its first step.
+  const w = init.matryoshka_widths;
+  if (!w) return;
+  if (init.kind !== "matryoshka_batchtopk") {
+    ctx.addIssue({
+      code: "custom",
+      path: ["matryoshka_widths"],
+      message: `only matryoshka_batchtopk has prefixes, not ${init.kind}: leave it out`,
+    });
+  } else if (w.some((v, g) => g > 0 && v <= w[g - 1]) || w.at(-1) !== init.d_sae) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["matryoshka_widths"],
+      message: `must be strictly increasing and end at d_sae ${init.d_sae}, got [${w}]`,
+    });
+  }
 });
 
 export const FinetuneConfig = z.object({

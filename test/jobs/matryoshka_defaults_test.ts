@@ -18,13 +18,26 @@ Deno.test("matryoshka widths: the doubling ladder by default, a given list check
     matryoshkaWidthsFor(init({ d_sae: 300, matryoshka_widths: [10, 300] })),
     [10, 300],
   );
+  // The schema refuses a bad ladder (POST /finetunes answers 400)...
   assertThrows(
-    () => matryoshkaWidthsFor(init({ d_sae: 300, matryoshka_widths: [10, 200] })),
+    () => init({ d_sae: 300, matryoshka_widths: [10, 200] }),
+    Error,
+    "must be strictly increasing and end at d_sae 300, got [10,200]",
+  );
+  assertThrows(
+    () => SaeInit.parse({ kind: "topk", d_sae: 300, matryoshka_widths: [10, 300] }),
+    Error,
+    "only matryoshka_batchtopk has prefixes, not topk",
+  );
+  // ...and the widths' own check guards what reaches the trainer by another way.
+  const unchecked = (w: number[]) => ({ ...init({ d_sae: 300 }), matryoshka_widths: w });
+  assertThrows(
+    () => matryoshkaWidthsFor(unchecked([10, 200])),
     RangeError,
     "matryoshka_widths: the last prefix width must be d_sae = 300, got [10,200]",
   );
   assertThrows(
-    () => matryoshkaWidthsFor(init({ d_sae: 300, matryoshka_widths: [20, 10, 300] })),
+    () => matryoshkaWidthsFor(unchecked([20, 10, 300])),
     RangeError,
     "strictly increasing",
   );
