@@ -208,23 +208,3 @@ export function encoderGrad(
     threads: d * m,
   });
 }
-
-/** out[e] += src[e] for the first `count` values. */
-export function addInto(
-  rec: Rec,
-  { src, out }: { src: Binding; out: Binding },
-  { count }: { count: number },
-): void {
-  const name = "matryoshka.add_into";
-  requireDims(name, { count });
-  requireValues(name, "src", src, count, `count=${count}`);
-  requireValues(name, "out", out, count, `count=${count}`);
-  kernel.record(rec, "add_into", [src, src, src, src, src, out], {
-    n: count,
-    d: 1,
-    m: 1,
-    groups: 1,
-    a: 0,
-    b: 0,
-  }, { threads: count });
-}

@@ -90,6 +90,17 @@ export function dxhat(
   run(rec, "dxhat", [xhat, x, g], dims, n);
 }
 
+/** out ← out + src over the first rows·cols values (the rest of out untouched). */
+export function addInto(
+  rec: Rec,
+  { src, out }: { src: Binding; out: Binding },
+  dims: Dims,
+): void {
+  const n = dims.rows * dims.cols;
+  guard("add_into", dims, { src: [src, n], out: [out, n] });
+  run(rec, "add_into", [src, src, out], dims, n);
+}
+
 /** dh ← (dh + a·norms[j])·[h > 0] in place: the gradient through ReLU, with the L1 term. */
 export function maskGrad(
   rec: Rec,

@@ -8,7 +8,7 @@ import { AdamW } from "../gpu/adamw.ts";
 import { DecoderNorm } from "../gpu/decoder_norm.ts";
 import { FiringTracker } from "../gpu/metrics.ts";
 import { Matmul } from "../gpu/matmul.ts";
-import { dxhat } from "../gpu/sae_dense.ts";
+import { addInto } from "../gpu/sae_dense.ts";
 import { type Rec, submitPass, UniformArena } from "../gpu/kernel.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import type { OwnedTrainer } from "./trainer.ts";
@@ -54,7 +54,6 @@ export interface IoBuffers {
 interface SkipBatch {
   n: number;
   out: GPUBuffer;
-  zeros: GPUBuffer;
   fwd: Matmul;
   grad: Matmul;
 }
@@ -259,7 +258,6 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
     this.#skip = {
       n,
       out: createBuffer(dev, n * d * 4, "skip.out"),
-      zeros: createBuffer(dev, n * d * 4, "skip.zeros"),
       fwd: new Matmul(dev, { M: n, N: d, K: d, transB: true }),
       grad: new Matmul(dev, { M: d, N: d, K: n, transA: true }),
     };
@@ -270,7 +268,6 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
     const s = this.#skip;
     if (!s) return;
     s.out.destroy();
-    s.zeros.destroy();
     s.fwd.destroy();
     s.grad.destroy();
     this.#skip = null;
@@ -281,8 +278,7 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
     if (!this.params.W_skip) return;
     const s = this.#skipFor(n);
     s.fwd.record(rec.pass, b.x, this.params.W_skip, s.out);
-    // dxhat's a·(in0 − in1) + b·out with in1 = 0 and a = b = 1 is the add.
-    dxhat(rec, { xhat: s.out, x: s.zeros, g: b.xhat }, { rows: n, cols: this.dIn, a: 1, b: 1 });
+    addInto(rec, { src: s.out, out: b.xhat }, { rows: n, cols: this.dIn });
   }
 
   /** Skip transcoders: ∂W_skip = dx̂ᵀ·x [d_out, d_in] (after dx̂ is in b.dx). No-op otherwise. */

@@ -340,9 +340,9 @@ export class MatryoshkaGpuTrainer extends GpuSaeTrainer {
     const dims = { n, d, m, groups: 1 }, ends = this.#whole;
     this.pass("sae.auxk.backward", (rec) => {
       mat.latentGrad(rec, { suffix: a.de, W_dec: P.W_dec, h: a.h, ends, out: a.dh }, dims);
-      mat.addInto(rec, { src: a.dh, out: b.dh }, { count: n * m });
+      dense.addInto(rec, { src: a.dh, out: b.dh }, { rows: n, cols: m });
       mat.decoderGrad(rec, { h: a.h, suffix: a.de, ends, cols: b.cols, out: a.gDec }, dims);
-      mat.addInto(rec, { src: a.gDec, out: this.grads.W_dec }, { count: m * d });
+      dense.addInto(rec, { src: a.gDec, out: this.grads.W_dec }, { rows: m, cols: d });
     });
     return loss;
   }

@@ -165,11 +165,3 @@ fn encoder_grad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgrou
   }
   out[e] = acc;
 }
-
-// out[e] += in0[e] for e < count (count = p.n): the auxk term's gradients added to the main ones.
-@compute @workgroup_size(WG)
-fn add_into(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let e = flat(gid, nwg);
-  if (e >= p.n) { return; }
-  out[e] = out[e] + in0[e];
-}

@@ -58,6 +58,13 @@ fn flat(g: vec3u, nwg: vec3u) -> u32 { return g.x + g.y * nwg.x * WG; }
   out[e] = p.a * (in0[e] - in1[e]) + p.b * out[e];
 }
 
+// out += in0 (in1 unused): one gradient added into another (auxk's, a skip connection's output).
+@compute @workgroup_size(WG) fn add_into(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let e = flat(g, nwg);
+  if (e >= p.rows * p.cols) { return; }
+  out[e] = out[e] + in0[e];
+}
+
 // dpre = (dh + a·norm[j]) · [h > 0]: in0 = h, in1 = decoder row norms; out holds dh on entry.
 @compute @workgroup_size(WG) fn mask_grad(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let e = flat(g, nwg);

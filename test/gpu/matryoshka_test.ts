@@ -133,26 +133,6 @@ Deno.test("matryoshka: prefix decode, suffix residuals and gradients vs float64"
   uniforms.destroy();
 });
 
-Deno.test("matryoshka: addInto adds the first count values and leaves the rest", async () => {
-  const rng = freshRng("matryoshka-add");
-  const { device } = await testGpu();
-  const uniforms = new UniformArena(device, "test");
-  const count = 1 + rng.int(5000), extra = 1 + rng.int(7);
-  const a = rng.normals(count), b = rng.normals(count + extra);
-  const src = upload(device, a), out = upload(device, b);
-  submitPass(device, uniforms, "add", (r) => mat.addInto(r, { src, out }, { count }));
-  const got = await readF32(device, out);
-  const want = Float32Array.from(b, (v, e) => e < count ? v + a[e] : v);
-  assertEquals([...got], [...want]);
-  assertPassRefused(
-    device,
-    (r) => mat.addInto(r, { src, out }, { count: count + 1 }),
-    `matryoshka.add_into: src holds ${count} values, needs ${count + 1}`,
-  );
-  for (const x of [src, out]) x.destroy();
-  uniforms.destroy();
-});
-
 Deno.test("matryoshka: short buffers are refused by name", async () => {
   const { device } = await testGpu();
   const dims = { n: 3, d: 4, m: 5, groups: 2 };

@@ -1,7 +1,7 @@
 // Every entry of shaders/sae_dense.wgsl against float64 on random shapes (workgroup-size
 // non-multiples, one grid past 65535 workgroups), outputs poisoned with NaN first; wrong-size
 // buffers refused by name.
-import { assert } from "@std/assert";
+import { assert, assertEquals } from "@std/assert";
 import { createBuffer, poison, readF32, upload, write } from "../../gpu/buffers.ts";
 import { submitPass, UniformArena } from "../../gpu/kernel.ts";
 import * as dense from "../../gpu/sae_dense.ts";
@@ -218,4 +218,25 @@ Deno.test("sae_dense: a buffer smaller than its shape is refused by name", async
     "k must be in",
   );
   for (const b of [x, bias, out]) b.destroy();
+});
+
+Deno.test("sae_dense: addInto adds the first rows·cols values and leaves the rest", async () => {
+  const rng = freshRng("sae_dense-add");
+  const { device } = await testGpu();
+  const uniforms = new UniformArena(device, "test");
+  const rows = 1 + rng.int(70), cols = 1 + rng.int(90), count = rows * cols;
+  const extra = 1 + rng.int(7);
+  const a = rng.normals(count), b = rng.normals(count + extra);
+  const src = upload(device, a), out = upload(device, b);
+  submitPass(device, uniforms, "add", (r) => dense.addInto(r, { src, out }, { rows, cols }));
+  const got = await readF32(device, out);
+  const want = Float32Array.from(b, (v, e) => e < count ? v + a[e] : v);
+  assertEquals([...got], [...want]);
+  assertPassRefused(
+    device,
+    (r) => dense.addInto(r, { src, out }, { rows: rows + 1, cols }),
+    `sae_dense.add_into: src holds ${count} values, needs ${count + cols}`,
+  );
+  for (const x of [src, out]) x.destroy();
+  uniforms.destroy();
 });
