@@ -6,7 +6,7 @@ import { ceEval } from "../eval/ce_eval.ts";
 import { evalPrefixes } from "../eval/prefix_eval.ts";
 import { EvalConfig } from "../eval/config.ts";
 import { loadDataset } from "./datasets.ts";
-import { type FinetuneDeps, JobInputError, loadModelRow } from "./finetune_job.ts";
+import { asInputError, type FinetuneDeps, JobInputError, loadModelRow } from "./finetune_job.ts";
 import { chooseEp, runtimeInfo } from "../lm/session.ts";
 import type { JobContext, JobHandler } from "./runner.ts";
 import { guardTrainer } from "./gpu_guard.ts";
@@ -24,18 +24,11 @@ export function evalHandler(deps: Omit<FinetuneDeps, "metrics">): JobHandler {
     if (!hook) throw new JobInputError(`SAE "${cfg.sae}" names no hook; pass "hook"`);
     // A transcoder: the MLP's output is replaced (hook: mlp:<layer> or its input; the output from
     // its metadata).
-    let transcoder;
-    try {
-      transcoder = sae.cfg.transcoder
-        ? resolveTranscoderHooks(
-          model,
-          hook,
-          /^mlp:/.test(hook) ? undefined : sae.cfg.metadata?.hookNameOut,
-        )
-        : undefined;
-    } catch (e) {
-      throw new JobInputError((e as Error).message);
-    }
+    const transcoder = sae.cfg.transcoder
+      ? asInputError(() =>
+        resolveTranscoderHooks(model, hook, undefined, sae.cfg.metadata?.hookNameOut)
+      )
+      : undefined;
     const data = (await loadDataset(deps.database, cfg.dataset)).batches(
       cfg.split,
       cfg.batch_size,

@@ -4,14 +4,20 @@
 // preset (`kinds_frontier`) trains its own SAEs instead: jobs/kinds_frontier_job.ts.
 import { bandChart, barChart, lineChart } from "../experiments/svg.ts";
 import { resolveHook } from "../lm/hooks.ts";
-import { type MlpHookPair, resolveTranscoderHooks } from "../lm/transcoder_graphs.ts";
+import { resolveTranscoderHooks } from "../lm/transcoder_graphs.ts";
 import { type ArmResult, runArm } from "../train/experiment.ts";
 import { expandArms, ExperimentRequest } from "../train/experiment_config.ts";
 import { createTrainer } from "../sae/sae_device.ts";
 import { experimentRow } from "./experiment_row.ts";
 import { runKindsFrontier } from "./kinds_frontier_job.ts";
 import { loadDataset } from "./datasets.ts";
-import { type FinetuneDeps, JobInputError, loadModelRow, loadSaeById } from "./finetune_job.ts";
+import {
+  asInputError,
+  type FinetuneDeps,
+  JobInputError,
+  loadModelRow,
+  loadSaeById,
+} from "./finetune_job.ts";
 import { chooseEp, runtimeInfo } from "../lm/session.ts";
 import type { JobContext, JobHandler } from "./runner.ts";
 
@@ -89,21 +95,13 @@ export function experimentHandler(deps: ExperimentDeps): JobHandler {
     const sae = await loadSaeById(deps.database, cfg.sae);
     const spec = cfg.hook ?? sae.cfg.metadata?.hookName;
     if (!spec) throw new JobInputError(`SAE "${cfg.sae}" names no hook; pass "hook"`);
-    let hook: string;
     // A transcoder's arms replace its MLP's output (hook: mlp:<layer> or the MLP's input).
-    let transcoder: MlpHookPair | undefined;
-    try {
-      transcoder = sae.cfg.transcoder
-        ? resolveTranscoderHooks(
-          model,
-          spec,
-          /^mlp:/.test(spec) ? undefined : sae.cfg.metadata?.hookNameOut,
-        )
-        : undefined;
-      hook = resolveHook(model, transcoder?.input ?? spec);
-    } catch (e) {
-      throw new JobInputError((e as Error).message);
-    }
+    const transcoder = sae.cfg.transcoder
+      ? asInputError(() =>
+        resolveTranscoderHooks(model, spec, undefined, sae.cfg.metadata?.hookNameOut)
+      )
+      : undefined;
+    const hook = asInputError(() => resolveHook(model, transcoder?.input ?? spec));
     const data = await loadDataset(deps.database, cfg.dataset);
     const ep = await chooseEp(cfg.ep);
     const arms = expandArms(cfg);

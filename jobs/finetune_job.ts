@@ -39,7 +39,7 @@ import { loadCheckedSae } from "./sae_checks.ts";
 import { hasCheckpoint, withoutCheckpoint } from "./nonfinite.ts";
 import type { JobContext, JobHandler } from "./runner.ts";
 import type { TrainerFactory } from "../sae/trainer.ts";
-import { chooseSaeDevice, type SaeDevice } from "../sae/sae_device.ts";
+import { chooseSaeDevice } from "../sae/sae_device.ts";
 
 export type { OwnedTrainer, TrainerFactory } from "../sae/trainer.ts";
 
@@ -55,6 +55,15 @@ export interface FinetuneDeps {
 
 export class JobInputError extends Error {
   override name = "JobInputError";
+}
+
+/** f()'s value; an error it throws is the request's (a JobInputError with the same message). */
+export function asInputError<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw new JobInputError((e as Error).message);
+  }
 }
 
 export async function loadModelById(database: Database, id: string): Promise<ModelProto> {
@@ -90,12 +99,7 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
     if (!spec) {
       throw new JobInputError(`no hook given and model "${cfg.model}" has no default; pass "hook"`);
     }
-    let hook: string;
-    try {
-      hook = resolveHook(model, spec);
-    } catch (e) {
-      throw new JobInputError((e as Error).message);
-    }
+    const hook = asInputError(() => resolveHook(model, spec));
     // A transcoder's input is as wide as the stream it reads from (its block's output).
     const width = Number(
       listHookPoints(model).find((h) => h.name === (pair?.post ?? hook))?.dims[2],
@@ -111,7 +115,7 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
       k: init.k,
       l1Coefficient: init.l1_coefficient,
       ...(init.kind === "matryoshka_batchtopk"
-        ? { matryoshkaWidths: matryoshkaWidthsOf(init) }
+        ? { matryoshkaWidths: asInputError(() => matryoshkaWidthsFor(init)) }
         : {}),
       metadata: {
         model: cfg.model,
@@ -135,23 +139,15 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
     const data = await loadDataset(deps.database, cfg.dataset);
     const train = data.batches("train", cfg.batch_size, cfg.seq_len, cfg.seed);
     const ep = await chooseEp(cfg.ep);
-    let saeDevice: SaeDevice;
-    try {
-      saeDevice = chooseSaeDevice(cfg.sae_device, deps.gpu.info, sae.cfg);
-    } catch (e) {
-      throw new JobInputError((e as Error).message);
-    }
+    const saeDevice = asInputError(() => chooseSaeDevice(cfg.sae_device, deps.gpu.info, sae.cfg));
     // The KL step runs in micro-batches that fit the runtime's memory (or the one asked for).
-    let microBatch: number;
-    try {
-      microBatch = microBatchFor(
+    const microBatch = asInputError(() =>
+      microBatchFor(
         stepShapeOf(model, { batch: cfg.batch_size, seq: cfg.seq_len, dModel: width }),
         ep,
         cfg.micro_batch,
-      );
-    } catch (e) {
-      throw new JobInputError((e as Error).message);
-    }
+      )
+    );
     const dir = `${deps.dataDir}/jobs/${ctx.job.id}`;
     await ctx.setCheckpoint(`${dir}/checkpoints`);
     // Activations sampled through the prefix before training from scratch, each use from its own
@@ -494,24 +490,14 @@ function transcoderPairOf(
   if (cfg.normalize_activations && cfg.normalize_activations !== "none") {
     throw new JobInputError("transcoders train without activation normalisation");
   }
-  try {
-    return resolveTranscoderHooks(
+  return asInputError(() =>
+    resolveTranscoderHooks(
       model,
       cfg.hook ?? start?.cfg.metadata?.hookName,
-      cfg.hook_out ?? start?.cfg.metadata?.hookNameOut,
-    );
-  } catch (e) {
-    throw new JobInputError((e as Error).message);
-  }
-}
-
-/** A from-scratch matryoshka SAE's prefix widths; a bad list is the request's error. */
-function matryoshkaWidthsOf(init: NonNullable<FinetuneConfig["init"]>): number[] {
-  try {
-    return matryoshkaWidthsFor(init);
-  } catch (e) {
-    throw new JobInputError((e as Error).message);
-  }
+      cfg.hook_out,
+      start?.cfg.metadata?.hookNameOut,
+    )
+  );
 }
 
 /** The kinds whose sparsity is a penalty with a coefficient λ (held by the L1 controller). */

@@ -16,14 +16,18 @@ const MLP_RE = /^mlp:(\d+)$/;
 /**
  * The hook pair of a transcoder: `hook` = `mlp:<layer>` (hookOut then omitted), or `hook` the MLP's
  * input and `hookOut` its output (`blocks.L.ln2.hook_normalized` / `blocks.L.hook_mlp_out` or tensor
- * names of a found pair). Checked for the splice at resid_post.
+ * names of a found pair). `storedOut`, the output a saved transcoder names, stands in for a missing
+ * hookOut when `hook` names the input (with mlp:<layer> it is not a second output). Checked for the
+ * splice at resid_post.
  */
 export function resolveTranscoderHooks(
   model: ModelProto,
   hook: string | undefined,
   hookOut: string | undefined,
+  storedOut?: string,
 ): MlpHookPair {
   const m = hook ? MLP_RE.exec(hook.trim()) : null;
+  if (!m) hookOut ??= storedOut;
   let pair: MlpHookPair;
   if (m) {
     if (hookOut) {

@@ -88,6 +88,25 @@ Deno.test({
       assertEquals(table[0].ceGapReduction, 0);
       assert(Number.isFinite(table[1].ceGapReduction as number));
 
+      // A fine-tune of the saved transcoder may name its MLP as mlp:<layer>: the output stored in
+      // its metadata is then not a second, conflicting hook_out.
+      const again = await finish(
+        await post("/finetunes", {
+          kind: "kl_mse",
+          sae: saeId,
+          hook: "mlp:1",
+          tokens: 2 * 2 * 16,
+          batch_size: 2,
+          seq_len: 16,
+          eval_sequences: 0,
+        }),
+      );
+      assertEquals(
+        again.evs.at(-1)!.data,
+        { state: "succeeded" },
+        JSON.stringify(again.evs.slice(-3)),
+      );
+
       // An adapter arm around a transcoder is refused by the job, naming the arm types.
       const lin = await finish(
         await post("/experiments", {
