@@ -18,13 +18,11 @@ import { loadBrown } from "../data/brown.ts";
 import { packSequences, SequenceBatches } from "../data/sequences.ts";
 import { byteTokenizer } from "../data/tokenizer.ts";
 import { decodeModel } from "../lm/onnx.ts";
-import { chooseEp, createSession, type EpRequest, ort } from "../lm/session.ts";
+import { chooseEp, createSession, type EpRequest, ort, runtimeStatus } from "../lm/session.ts";
 import { prefix } from "../lm/surgery.ts";
 import { listHookPoints } from "../lm/hooks.ts";
 import { initSae } from "../sae/init.ts";
-import { TopKGpuTrainer } from "../sae/topk_trainer.ts";
-import { CpuTopKTrainer } from "../sae/cpu_topk_trainer.ts";
-import { autoSaeDevice, SAE_DEVICES, type SaeDevice } from "../sae/sae_device.ts";
+import { autoSaeDevice, createTrainer, SAE_DEVICES, type SaeDevice } from "../sae/sae_device.ts";
 import type { OwnedTrainer } from "../sae/trainer.ts";
 import { createLmStepSessions, runFinetune } from "../train/finetune.ts";
 import { microBatchFor, stepShapeOf } from "../train/memory.ts";
@@ -68,11 +66,12 @@ const sae = initSae({
   k: Number(a.k ?? 16),
 }, { seed: 0 });
 const opts = { weightDecay: 0.01, gradClip: 1, decoderConstraint: false };
-const autoDevice = autoSaeDevice(gpu.info);
+const nativeCpu = (await runtimeStatus()).eps.cpu;
+const autoDevice = autoSaeDevice(gpu.info, nativeCpu);
+// The CPU trainer runs on the native runtime: without it, only the WebGPU rows.
+const devices = SAE_DEVICES.filter((dev) => dev !== "cpu" || nativeCpu.available);
 const trainerOn = (dev: SaeDevice): Promise<OwnedTrainer> =>
-  dev === "cpu"
-    ? CpuTopKTrainer.create(sae, opts)
-    : Promise.resolve(new TopKGpuTrainer(gpu, sae, opts));
+  createTrainer(gpu, sae, { ...opts, saeDevice: dev });
 const rows: { step: string; ms: number; tokPerS: number; overForward: number }[] = [];
 
 // One plain forward of the whole LM on the same batch: the yardstick.
@@ -92,7 +91,7 @@ add("LM forward", forwardMs);
   const pre = await createSession(prefix(model, HOOK), { ep, device });
   const x = (await pre.run({ [pre.inputNames[0]]: ids }))[HOOK].data as Float32Array;
   await pre.release();
-  for (const dev of SAE_DEVICES) {
+  for (const dev of devices) {
     const t = await trainerOn(dev);
     const step = async () => {
       await t.forward(x, N);
@@ -139,7 +138,7 @@ if (objectives.includes("kl_mse")) {
 // sessions are made outside the timing, the first step is a warm-up.
 const loops = objectives.map((objective) => ({ objective, dev: autoDevice }));
 if (objectives.includes("kl_mse")) {
-  for (const dev of SAE_DEVICES) if (dev !== autoDevice) loops.push({ objective: "kl_mse", dev });
+  for (const dev of devices) if (dev !== autoDevice) loops.push({ objective: "kl_mse", dev });
 }
 const loopRow = (objective: Objective, dev: SaeDevice) => `${objective} loop step, SAE on ${dev}`;
 for (const { objective, dev } of loops) {

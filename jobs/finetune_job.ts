@@ -11,7 +11,7 @@ import { listHookPoints, resolveHook } from "../lm/hooks.ts";
 import { type MlpHookPair, resolveTranscoderHooks } from "../lm/transcoder_graphs.ts";
 import type { ModelProto } from "../lm/onnx.ts";
 import { loadLm } from "../lm/load.ts";
-import { chooseEp, runtimeInfo } from "../lm/session.ts";
+import { chooseEp, runtimeInfo, runtimeStatus } from "../lm/session.ts";
 import { initSae } from "../sae/init.ts";
 import { saveSae } from "../sae/io.ts";
 import type { Sae } from "../sae/types.ts";
@@ -139,7 +139,10 @@ export function finetuneHandler(deps: FinetuneDeps): JobHandler {
     const data = await loadDataset(deps.database, cfg.dataset);
     const train = data.batches("train", cfg.batch_size, cfg.seq_len, cfg.seed);
     const ep = await chooseEp(cfg.ep);
-    const saeDevice = asInputError(() => chooseSaeDevice(cfg.sae_device, deps.gpu.info, sae.cfg));
+    const nativeCpu = (await runtimeStatus()).eps.cpu;
+    const saeDevice = asInputError(() =>
+      chooseSaeDevice(cfg.sae_device, deps.gpu.info, sae.cfg, nativeCpu)
+    );
     // The KL step runs in micro-batches that fit the runtime's memory (or the one asked for).
     const microBatch = asInputError(() =>
       microBatchFor(

@@ -3,7 +3,8 @@ import { Hono } from "hono";
 import { asc, eq } from "drizzle-orm";
 import { metrics } from "../db/schema.ts";
 import { FinetuneConfig } from "../train/config.ts";
-import { CPU_SAE_KINDS, cpuRefusal } from "../sae/sae_device.ts";
+import { chooseSaeDevice, CPU_SAE_KINDS } from "../sae/sae_device.ts";
+import { runtimeStatus } from "../lm/session.ts";
 import type { SaeConfig } from "../sae/types.ts";
 import type { AppDeps } from "./deps.ts";
 import { ApiError } from "./errors.ts";
@@ -38,17 +39,25 @@ function view(j: JobRecord) {
   };
 }
 
-/** sae_device "cpu" for an SAE the CPU trainer does not train is a 400 naming what it trains. */
-function requireSaeDevice(cfg: FinetuneConfig, registered: SaeConfig | undefined): void {
+/**
+ * sae_device "cpu" for an SAE the CPU trainer does not train, or where the native runtime did not
+ * load, is a 400 naming what it needs.
+ */
+async function requireSaeDevice(
+  deps: AppDeps,
+  cfg: FinetuneConfig,
+  registered: SaeConfig | undefined,
+): Promise<void> {
   if (cfg.sae_device !== "cpu") return;
   const kind = registered ?? {
     kind: cfg.init?.kind ?? "topk",
     transcoder: cfg.init && cfg.init.transcoder !== "none" ? { skip: false } : undefined,
   };
-  const refusal = cpuRefusal(kind);
-  if (refusal) {
-    throw new ApiError(400, "invalid_request", refusal, [
-      { path: "sae_device", message: `"cpu" trains ${CPU_SAE_KINDS}` },
+  try {
+    chooseSaeDevice("cpu", deps.gpu.info, kind, (await runtimeStatus()).eps.cpu);
+  } catch (e) {
+    throw new ApiError(400, "invalid_request", (e as Error).message, [
+      { path: "sae_device", message: `"cpu" trains ${CPU_SAE_KINDS} on the native runtime` },
     ]);
   }
 }
@@ -77,7 +86,7 @@ export function finetuneRoutes(deps: AppDeps) {
           );
         }
         const sae = cfg.sae ? await requireSae(deps, cfg.sae) : undefined;
-        requireSaeDevice(cfg, sae?.cfg as SaeConfig | undefined);
+        await requireSaeDevice(deps, cfg, sae?.cfg as SaeConfig | undefined);
         await requireRunnable(deps, RUN, cfg, model, sae, DEFAULT_HOOK[cfg.model]);
         const j = await deps.runner.submit(FINETUNE_JOB, cfg);
         return c.json(view(j), 202);

@@ -43,7 +43,7 @@ export function healthRoutes(deps: AppDeps) {
           },
         },
         // Where fine-tunes train a plain TopK SAE with sae_device "auto".
-        sae: { auto: autoSaeDevice(gpu.info), cpu_kinds: CPU_SAE_KINDS },
+        sae: { auto: autoSaeDevice(gpu.info, rt.eps.cpu), cpu_kinds: CPU_SAE_KINDS },
         database: { kind: database.kind },
         uptimeSeconds: Math.round((performance.now() - deps.startedAt) / 1000),
       });

@@ -31,7 +31,8 @@ import {
 } from "./cpu/kernels.ts";
 import type { TrainerOptions, TrainerState } from "./gpu_trainer.ts";
 import type { OwnedTrainer } from "./trainer.ts";
-import type { Sae } from "./types.ts";
+import type { Sae, SaeConfig } from "./types.ts";
+import { checkWeights } from "./params.ts";
 
 export interface CpuTopKTrainerOptions extends TrainerOptions {
   /** Latents in the auxk reconstruction (default as TopKGpuTrainer: d_in / 2, at most 64). */
@@ -69,6 +70,21 @@ interface Batch {
   kAux: number;
   /** Whether forward ran since the arrays were made (backward needs it). */
   ready: boolean;
+}
+
+/** The kinds the CPU trainer trains, for messages. */
+export const CPU_SAE_KINDS = "topk (an SAE, not a transcoder)";
+
+/** Whether the CPU trainer trains this SAE. */
+export function cpuTrains(cfg: Pick<SaeConfig, "kind" | "transcoder">): boolean {
+  return cfg.kind === "topk" && !cfg.transcoder;
+}
+
+/** Why sae_device "cpu" cannot train this SAE (what to use instead), or null when it can. */
+export function cpuRefusal(cfg: Pick<SaeConfig, "kind" | "transcoder">): string | null {
+  if (cpuTrains(cfg)) return null;
+  const what = cfg.transcoder ? `a ${cfg.kind} transcoder` : `a ${cfg.kind} SAE`;
+  return `sae_device "cpu" trains ${CPU_SAE_KINDS}, not ${what}; use sae_device "webgpu" or "auto"`;
 }
 
 export class CpuTopKTrainer implements OwnedTrainer {
@@ -145,26 +161,14 @@ export class CpuTopKTrainer implements OwnedTrainer {
 
   /** A trainer for a plain TopK SAE; anything else is an error naming what it trains. */
   static async create(sae: Sae, opts: CpuTopKTrainerOptions): Promise<CpuTopKTrainer> {
-    const { cfg, weights: w } = sae;
-    if (cfg.kind !== "topk" || cfg.transcoder) {
-      throw new Error(
-        `the cpu SAE trainer trains plain topk SAEs, not ${
-          cfg.transcoder ? "transcoders" : cfg.kind
-        }; use sae_device "webgpu"`,
-      );
-    }
+    const { cfg } = sae;
+    const refusal = cpuRefusal(cfg);
+    if (refusal) throw new Error(refusal);
     if (!(Number.isInteger(cfg.k) && cfg.k! >= 1 && cfg.k! <= cfg.dSae)) {
       throw new RangeError(`topk SAE: k must be in [1, d_sae=${cfg.dSae}], got ${cfg.k}`);
     }
+    checkWeights(sae);
     const d = cfg.dIn, m = cfg.dSae;
-    for (const [name, size] of [["W_enc", d * m], ["b_enc", m], ["W_dec", m * d], ["b_dec", d]]) {
-      const a = w[name as (typeof NAMES)[number]];
-      if (a?.length !== size) {
-        throw new Error(
-          `SAE weight ${name}: expected ${size} elements, found ${a?.length ?? "none"}`,
-        );
-      }
-    }
     const ort = await loadNativeOrt();
     const threads = opts.threads ?? cpuThreads();
     const enc = await createEncoder(ort, { dIn: d, dSae: m, k: cfg.k!, auxk: false }, threads);

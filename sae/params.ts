@@ -54,11 +54,16 @@ function checkLength(name: string, a: Float32Array | undefined, want: number): v
   }
 }
 
+/** Each weight the config has holds its element count; else an error naming the weight. */
+export function checkWeights(sae: Sae): void {
+  for (const { name, size } of paramSizes(sae.cfg, sae.weights.threshold !== undefined)) {
+    checkLength(name, sae.weights[name], size);
+  }
+}
+
 export function uploadSae(device: GPUDevice, sae: Sae): SaeParams {
   const w = sae.weights;
-  for (const { name, size } of paramSizes(sae.cfg, w.threshold !== undefined)) {
-    checkLength(name, w[name], size);
-  }
+  checkWeights(sae);
   const p: SaeParams = {
     W_enc: upload(device, w.W_enc, "W_enc"),
     b_enc: upload(device, w.b_enc, "b_enc"),

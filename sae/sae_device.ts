@@ -3,49 +3,50 @@
 // faster one for what it trains (a plain TopK SAE: its step alone 6.8× faster than llvmpipe at the
 // default size, bench/RESULTS.md); on a real GPU, and for every other kind, the kernels.
 import type { AdapterSummary, GpuContext } from "../gpu/device.ts";
-import { CpuTopKTrainer } from "./cpu_topk_trainer.ts";
+import type { EpStatus } from "../lm/session.ts";
+import { cpuRefusal, CpuTopKTrainer, cpuTrains } from "./cpu_topk_trainer.ts";
 import type { OwnedTrainer, TrainerFactory } from "./trainer.ts";
 import { createSaeTrainer } from "./trainers.ts";
 import type { SaeConfig } from "./types.ts";
+
+export { CPU_SAE_KINDS, cpuRefusal, cpuTrains } from "./cpu_topk_trainer.ts";
 
 export const SAE_DEVICES = ["webgpu", "cpu"] as const;
 export type SaeDevice = typeof SAE_DEVICES[number];
 export type SaeDeviceRequest = "auto" | SaeDevice;
 
-/** The kinds the CPU trainer trains, for messages. */
-export const CPU_SAE_KINDS = "topk (an SAE, not a transcoder)";
-
 export class SaeDeviceError extends Error {
   override name = "SaeDeviceError";
 }
 
-/** Whether the CPU trainer trains this SAE. */
-export function cpuTrains(cfg: Pick<SaeConfig, "kind" | "transcoder">): boolean {
-  return cfg.kind === "topk" && !cfg.transcoder;
-}
-
-/** Why sae_device "cpu" cannot train this SAE (what to use instead), or null when it can. */
-export function cpuRefusal(cfg: Pick<SaeConfig, "kind" | "transcoder">): string | null {
-  if (cpuTrains(cfg)) return null;
-  const what = cfg.transcoder ? `a ${cfg.kind} transcoder` : `a ${cfg.kind} SAE`;
-  return `sae_device "cpu" trains ${CPU_SAE_KINDS}, not ${what}; use sae_device "webgpu" or "auto"`;
-}
+/** Whether the native runtime's CPU EP loaded here (lm/session.ts runtimeStatus().eps.cpu). */
+export type NativeCpu = Pick<EpStatus, "available" | "reason">;
 
 /**
- * The device for a request: "auto" is cpu where the adapter is software and the CPU trainer trains
- * the SAE, else webgpu. "cpu" for an SAE it does not train is a SaeDeviceError naming what it does.
+ * The device for a request: "auto" is cpu where the adapter is software, the CPU trainer trains
+ * the SAE and the native runtime it runs on loaded, else webgpu. "cpu" for an SAE it does not
+ * train, or without the native runtime, is a SaeDeviceError naming what it needs.
  */
 export function chooseSaeDevice(
   requested: SaeDeviceRequest,
   adapter: Pick<AdapterSummary, "isSoftware">,
   cfg: Pick<SaeConfig, "kind" | "transcoder">,
+  nativeCpu: NativeCpu,
 ): SaeDevice {
   switch (requested) {
     case "auto":
-      return adapter.isSoftware && cpuTrains(cfg) ? "cpu" : "webgpu";
+      return adapter.isSoftware && cpuTrains(cfg) && nativeCpu.available ? "cpu" : "webgpu";
     case "cpu": {
       const refusal = cpuRefusal(cfg);
       if (refusal) throw new SaeDeviceError(refusal);
+      if (!nativeCpu.available) {
+        throw new SaeDeviceError(
+          `sae_device "cpu" runs on the native ONNX Runtime (onnxruntime-node), which did not ` +
+            `load here (${
+              nativeCpu.reason ?? "no reason given"
+            }); use sae_device "webgpu" or "auto"`,
+        );
+      }
       return "cpu";
     }
     case "webgpu":
@@ -56,9 +57,12 @@ export function chooseSaeDevice(
   );
 }
 
-/** What "auto" picks for a plain TopK SAE on this adapter (for /health). */
-export function autoSaeDevice(adapter: Pick<AdapterSummary, "isSoftware">): SaeDevice {
-  return chooseSaeDevice("auto", adapter, { kind: "topk" });
+/** What "auto" picks for a plain TopK SAE on this machine (for /health). */
+export function autoSaeDevice(
+  adapter: Pick<AdapterSummary, "isSoftware">,
+  nativeCpu: NativeCpu,
+): SaeDevice {
+  return chooseSaeDevice("auto", adapter, { kind: "topk" }, nativeCpu);
 }
 
 /**

@@ -2,6 +2,7 @@
 // on this adapter, or what was asked), /health says what auto picks, and "cpu" for a kind the CPU
 // trainer does not train is a 400 at POST /finetunes naming the kinds it trains.
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
+import { runtimeStatus } from "../../lm/session.ts";
 import { chooseSaeDevice } from "../../sae/sae_device.ts";
 import { startTestService } from "../util/service.ts";
 
@@ -12,7 +13,12 @@ Deno.test({
   fn: async () => {
     const svc = await startTestService({ jobs: ["finetune"] });
     try {
-      const auto = chooseSaeDevice("auto", svc.gpu.info, { kind: "topk" });
+      const auto = chooseSaeDevice(
+        "auto",
+        svc.gpu.info,
+        { kind: "topk" },
+        (await runtimeStatus()).eps.cpu,
+      );
       const health = await (await fetch(`${svc.url}/health`)).json();
       assertEquals(health.sae.auto, auto);
       for (const sae_device of ["auto", "cpu", "webgpu"] as const) {

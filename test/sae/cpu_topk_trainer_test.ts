@@ -178,7 +178,7 @@ Deno.test("cpu TopK trainer refuses what it does not train, naming the alternati
   await assertRejects(
     () => CpuTopKTrainer.create({ ...s, cfg: { ...s.cfg, kind: "relu" } }, opts),
     Error,
-    'trains plain topk SAEs, not relu; use sae_device "webgpu"',
+    'trains topk (an SAE, not a transcoder), not a relu SAE; use sae_device "webgpu" or "auto"',
   );
   const t = await CpuTopKTrainer.create(s, opts);
   const buf = createBuffer(gpu.device, 5 * 8 * 4, "test.gext");

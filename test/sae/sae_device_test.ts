@@ -10,29 +10,39 @@ import { testGpu } from "../util/gpu.ts";
 import { freshRng } from "../util/rand.ts";
 
 const software = { isSoftware: true }, hardware = { isSoftware: false };
+const native = { available: true };
+const noNative = { available: false, reason: "onnxruntime-node failed to load: no addon" };
 
 Deno.test("sae_device auto: cpu for a plain topk SAE on a software adapter, else webgpu", () => {
-  assertEquals(chooseSaeDevice("auto", software, { kind: "topk" }), "cpu");
-  assertEquals(chooseSaeDevice("auto", hardware, { kind: "topk" }), "webgpu");
+  assertEquals(chooseSaeDevice("auto", software, { kind: "topk" }, native), "cpu");
+  assertEquals(chooseSaeDevice("auto", hardware, { kind: "topk" }, native), "webgpu");
   for (const kind of ["relu", "batchtopk", "jumprelu"] as const) {
-    assertEquals(chooseSaeDevice("auto", software, { kind }), "webgpu", kind);
+    assertEquals(chooseSaeDevice("auto", software, { kind }, native), "webgpu", kind);
   }
   const transcoder = { kind: "topk" as const, transcoder: { skip: false } };
-  assertEquals(chooseSaeDevice("auto", software, transcoder), "webgpu");
-  assertEquals(chooseSaeDevice("webgpu", software, { kind: "topk" }), "webgpu");
-  assertEquals(chooseSaeDevice("cpu", hardware, { kind: "topk" }), "cpu");
+  assertEquals(chooseSaeDevice("auto", software, transcoder, native), "webgpu");
+  assertEquals(chooseSaeDevice("webgpu", software, { kind: "topk" }, native), "webgpu");
+  assertEquals(chooseSaeDevice("cpu", hardware, { kind: "topk" }, native), "cpu");
+  // The CPU trainer runs on the native runtime: where it did not load, auto stays on webgpu.
+  assertEquals(chooseSaeDevice("auto", software, { kind: "topk" }, noNative), "webgpu");
 });
 
 Deno.test("sae_device cpu: an SAE it does not train is an error naming what it trains", () => {
   assertThrows(
-    () => chooseSaeDevice("cpu", software, { kind: "jumprelu" }),
+    () => chooseSaeDevice("cpu", software, { kind: "jumprelu" }, native),
     SaeDeviceError,
     'sae_device "cpu" trains topk (an SAE, not a transcoder), not a jumprelu SAE',
   );
   assertThrows(
-    () => chooseSaeDevice("cpu", software, { kind: "topk", transcoder: { skip: true } }),
+    () => chooseSaeDevice("cpu", software, { kind: "topk", transcoder: { skip: true } }, native),
     SaeDeviceError,
     "not a topk transcoder",
+  );
+  assertThrows(
+    () => chooseSaeDevice("cpu", software, { kind: "topk" }, noNative),
+    SaeDeviceError,
+    'sae_device "cpu" runs on the native ONNX Runtime (onnxruntime-node), which did not load ' +
+      "here (onnxruntime-node failed to load: no addon)",
   );
 });
 
