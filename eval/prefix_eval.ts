@@ -4,7 +4,8 @@
 // batches as the whole SAE; the whole SAE's own evaluation is the last row.
 import type { OwnedTrainer } from "../sae/trainer.ts";
 import type { Sae } from "../sae/types.ts";
-import { ceEval, type CeEvalOptions, type CeEvalResult } from "./ce_eval.ts";
+import { resolveHook } from "../lm/hooks.ts";
+import { ceEval, type CeEvalOptions, type CeEvalResult, createEvalSessions } from "./ce_eval.ts";
 
 export interface PrefixEvalRow {
   width: number;
@@ -35,7 +36,9 @@ export function prefixSae(sae: Sae, width: number): Sae {
   for (let i = 0; i < d; i++) W_enc.set(w.W_enc.subarray(i * m, i * m + width), i * width);
   const { matryoshkaWidths: _, ...rest } = cfg;
   return {
-    cfg: { ...structuredClone(rest), kind: "batchtopk", dSae: width },
+    // Inference cuts at the threshold, not at k; k only has to be a valid one for the width (the
+    // training k may exceed a narrow prefix, e.g. k 64 over the default ladder's d_sae/16).
+    cfg: { ...structuredClone(rest), kind: "batchtopk", dSae: width, k: Math.min(cfg.k!, width) },
     weights: {
       W_enc,
       b_enc: w.b_enc.slice(0, width),
@@ -74,23 +77,38 @@ export async function evalPrefixes(o: {
   const widths = o.sae.cfg.matryoshkaWidths;
   if (!widths?.length) throw new Error("evalPrefixes: the SAE has no matryoshkaWidths");
   const rows: PrefixEvalRow[] = [];
-  for (const width of widths.slice(0, -1)) {
-    const trainer = await o.createTrainer(prefixSae(o.sae, width));
-    try {
-      const r = await ceEval({
-        ...o.options,
-        sae: {
-          dIn: o.sae.cfg.dIn,
-          reconstruct: async (x, n) => {
-            const f = await trainer.forward(x, n, true);
-            return { xhat: f.xhat, l0: f.l0 };
+  const { model, hook, ep, device, transcoder } = o.options;
+  // One set of LM sessions serves every prefix: only the SAE differs between their evaluations.
+  const sessions = await createEvalSessions(
+    model,
+    transcoder ? hook : resolveHook(model, hook),
+    ep,
+    device,
+    undefined,
+    undefined,
+    transcoder,
+  );
+  try {
+    for (const width of widths.slice(0, -1)) {
+      const trainer = await o.createTrainer(prefixSae(o.sae, width));
+      try {
+        const r = await ceEval({
+          ...o.options,
+          sae: {
+            dIn: o.sae.cfg.dIn,
+            reconstruct: async (x, n) => {
+              const f = await trainer.forward(x, n, true);
+              return { xhat: f.xhat, l0: f.l0 };
+            },
           },
-        },
-      });
-      rows.push(prefixRow(width, r));
-    } finally {
-      trainer.release();
+        }, sessions);
+        rows.push(prefixRow(width, r));
+      } finally {
+        trainer.release();
+      }
     }
+  } finally {
+    await sessions.release();
   }
   rows.push(prefixRow(o.sae.cfg.dSae, o.full));
   return rows;

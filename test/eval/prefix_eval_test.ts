@@ -15,13 +15,14 @@ import { freshRng, relError, type Rng } from "../util/rand.ts";
 const FIX = new URL("../../fixtures/tiny-neox/", import.meta.url);
 const HOOK = "/blocks.1/Add_2_output_0";
 
+/** k 16 is wider than the narrowest prefix (m/8 for m < 128), as with the default ladder. */
 function randomMatryoshka(rng: Rng, d: number, m: number): Sae {
-  const sae = randomSae(rng, { kind: "batchtopk", dIn: d, dSae: m, k: 8 });
+  const sae = randomSae(rng, { kind: "batchtopk", dIn: d, dSae: m, k: 16 });
   sae.cfg = {
     kind: "matryoshka_batchtopk",
     dIn: d,
     dSae: m,
-    k: 8,
+    k: 16,
     matryoshkaWidths: [m / 8, m / 4, m / 2, m],
   };
   return sae;
@@ -51,6 +52,7 @@ Deno.test("prefixSae: the first w latents as a BatchTopK SAE, exactly the masked
     const p = prefixSae(sae, w);
     assertEquals(p.cfg.kind, "batchtopk");
     assertEquals(p.cfg.dSae, w);
+    assertEquals(p.cfg.k, Math.min(16, w), "k no wider than the prefix");
     assertEquals(p.cfg.matryoshkaWidths, undefined);
     assertLess(relError(forwardRef(p, x).xHat, maskedRef(sae, x, w)), 1e-12, `width ${w}`);
   }
