@@ -6,7 +6,7 @@
 // ∂KL/∂ŷ = ∂KL/∂resid_post: no new graph surgery.
 import { consumers, producers, pruneTo } from "./graph.ts";
 import { type MlpHookPair, mlpHookPairs, resolveMlpHookPair } from "./mlp_hooks.ts";
-import type { ModelProto } from "./onnx.ts";
+import type { ModelProto, NodeProto } from "./onnx.ts";
 import { inferShapes, toValueInfo } from "./shapes.ts";
 
 export type { MlpHookPair } from "./mlp_hooks.ts";
@@ -60,18 +60,18 @@ export function resolveTranscoderHooks(
 export function assertSplicesAtPost(model: ModelProto, pair: MlpHookPair): void {
   const g = model.graph!;
   const prod = producers(g), cons = consumers(g);
-  // The Adds whose output feeds post through Adds only (post's own producer included).
-  const chain = new Set<string>();
+  // The Adds whose output feeds post through Adds only (post's own producer included); kept as
+  // the node objects, since names may be empty or repeated.
+  const chain = new Set<NodeProto>();
   const stack = [pair.post];
   while (stack.length) {
-    const t = stack.pop()!;
-    const p = prod.get(t);
-    if (!p || p.opType !== "Add" || chain.has(p.name ?? t)) continue;
-    chain.add(p.name ?? t);
+    const p = prod.get(stack.pop()!);
+    if (!p || p.opType !== "Add" || chain.has(p)) continue;
+    chain.add(p);
     for (const i of p.input ?? []) if (i) stack.push(i);
   }
   const readers = cons.get(pair.output) ?? [];
-  const bad = readers.filter((n) => n.opType !== "Add" || !chain.has(n.name ?? n.output![0]));
+  const bad = readers.filter((n) => n.opType !== "Add" || !chain.has(n));
   if (!readers.length || bad.length) {
     throw new Error(
       `the MLP output "${pair.output}" does not reach "${pair.post}" through Adds alone ` +

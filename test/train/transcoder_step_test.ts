@@ -104,4 +104,11 @@ Deno.test("transcoder hooks: mlp:<layer> and TransformerLens names agree; a bad 
     makeNode("Relu", [byLayer.output], ["extra_reader"], {}, "extra/Relu"),
   );
   assertThrows(() => assertSplicesAtPost(m, byLayer), Error, "Relu extra/Relu");
+  // Nodes without names (ONNX allows it; some exporters leave them empty): a stray Add reading the
+  // MLP output is still told apart from the Adds on the way to resid_post.
+  const unnamed = cloneModel(model);
+  for (const n of unnamed.graph!.node!) n.name = "";
+  assertSplicesAtPost(unnamed, byLayer);
+  unnamed.graph!.node!.push(makeNode("Add", [byLayer.output, byLayer.output], ["stray"], {}, ""));
+  assertThrows(() => assertSplicesAtPost(unnamed, byLayer), Error, "read by Add");
 });
