@@ -51,19 +51,11 @@ export class GatedGpuTrainer extends GpuSaeTrainer {
   #aux = 0;
 
   constructor(gpu: GpuContext, sae: Sae, opts: TrainerOptions) {
-    const { cfg, weights: w } = sae;
+    const { cfg } = sae;
     if (cfg.kind !== "gated") {
       throw new Error(`the gated GPU trainer trains gated SAEs, not ${cfg.kind}`);
     }
-    for (const name of ["r_mag", "b_mag"] as const) {
-      if (w[name]?.length !== cfg.dSae) {
-        throw new RangeError(
-          `gated SAE: ${name} must hold d_sae = ${cfg.dSae} values, found ${
-            w[name]?.length ?? "none"
-          }`,
-        );
-      }
-    }
+    // r_mag and b_mag are checked with the other weights (sae/params.ts) as super() uploads them.
     super(gpu, sae, opts);
     const m = cfg.dSae;
     this.#scratch = {

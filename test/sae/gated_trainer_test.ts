@@ -105,10 +105,14 @@ Deno.test("gated: missing or short r_mag is a named error", async () => {
   sae.weights.r_mag = new Float32Array(7);
   assertThrows(
     () => new GatedGpuTrainer(gpu, sae, OPTS),
-    RangeError,
-    "r_mag must hold d_sae = 8 values, found 7",
+    Error,
+    "SAE weight r_mag: expected 8 elements, found 7",
   );
   delete sae.weights.b_mag;
   sae.weights.r_mag = new Float32Array(8);
-  assertThrows(() => new GatedGpuTrainer(gpu, sae, OPTS), RangeError, "b_mag must hold");
+  assertThrows(
+    () => new GatedGpuTrainer(gpu, sae, OPTS),
+    Error,
+    "SAE weight b_mag: expected 8 elements, found none",
+  );
 });
