@@ -20,6 +20,7 @@ import type { MlpHookPair } from "../lm/transcoder_graphs.ts";
 import {
   type Act,
   createLmStepSessions,
+  hostAct,
   type KlResult,
   type LmStepSessions,
   SpliceLm,
@@ -277,12 +278,7 @@ function saeSide(
 }
 
 /** Host activations; adapters and scaling work on them (their sessions are not zero-copy). */
-function host(a: Act): Float32Array {
-  if (a instanceof GPUBuffer) {
-    throw new Error("internal: a GPU-resident tensor reached a host-side adapter or scaling");
-  }
-  return a;
-}
+const host = (a: Act) => hostAct(a, "a host-side adapter or scaling");
 
 /**
  * An adapter trains around the frozen SAE: a skip adapter on x̂ (y = x̂ + f(x̂)) and/or LoRA on the

@@ -38,6 +38,8 @@ export async function createLmStepSessions(
   klModel?: ModelProto,
   /** WebGPU EP: the activations and ∂KL/∂x̂ stay on the GPU (see SpliceLmOptions.zeroCopy). */
   zeroCopy = false,
+  /** The prefix's graph when it is not the model cut at the hook (a transcoder's, three outputs). */
+  prefixModel?: ModelProto,
 ): Promise<LmStepSessions> {
   if (zeroCopy && ep !== "webgpu") {
     throw new Error(
@@ -45,7 +47,10 @@ export async function createLmStepSessions(
     );
   }
   const [pre, kl] = await createSessions([
-    { model: prefix(model, hook), opts: { ep, device, gpuOutputs: zeroCopy ? "all" : undefined } },
+    {
+      model: prefixModel ?? prefix(model, hook),
+      opts: { ep, device, gpuOutputs: zeroCopy ? "all" : undefined },
+    },
     needKl
       ? {
         model: klModel ?? klStepGraph(model, hook),
@@ -66,6 +71,14 @@ export async function createLmStepSessions(
 
 /** [B·T, d] activations: on the host, or (zero-copy) a GPU buffer. */
 export type Act = Float32Array | GPUBuffer;
+
+/** a as a host array; GPU-resident activations reaching `where` (a host-only path) are a bug. */
+export function hostAct(a: Act, where: string): Float32Array {
+  if (a instanceof GPUBuffer) {
+    throw new Error(`internal: GPU-resident activations reached ${where}`);
+  }
+  return a;
+}
 
 export interface KlResult {
   /** Mean KL over the counted positions. */

@@ -3,44 +3,33 @@
 // predicts y; the LM goes on from resid_post − y + ŷ, which is the MLP's output replaced by ŷ, so
 // the existing KL graph at resid_post gives ∂KL/∂ŷ as its ∂KL/∂resid_post. MSE and FVU are against y.
 import type { ModelProto } from "../lm/onnx.ts";
-import { createSessions, type ExecutionProvider } from "../lm/session.ts";
-import { klStepGraph } from "../lm/step_graphs.ts";
+import type { ExecutionProvider } from "../lm/session.ts";
 import { type MlpHookPair, transcoderPrefix } from "../lm/transcoder_graphs.ts";
 import type { SaeTrainer } from "../sae/trainer.ts";
-import type { Act, KlResult, LmStepSessions, SpliceLm } from "./splice_lm.ts";
+import {
+  type Act,
+  createLmStepSessions,
+  hostAct,
+  type KlResult,
+  type LmStepSessions,
+  type SpliceLm,
+} from "./splice_lm.ts";
 import { varianceOf } from "./variance.ts";
 
 /** The step's sessions: prefix → (resid_post, x_in, y); the KL step at resid_post. */
-export async function createTranscoderSessions(
+export function createTranscoderSessions(
   model: ModelProto,
   pair: MlpHookPair,
   needKl: boolean,
   ep: ExecutionProvider,
   device?: GPUDevice,
 ): Promise<LmStepSessions> {
-  const opts = { ep, device };
-  const [pre, kl] = await createSessions([
-    { model: transcoderPrefix(model, pair), opts },
-    needKl ? { model: klStepGraph(model, pair.post), opts } : null,
-  ]);
-  return {
-    prefix: pre!,
-    kl,
-    zeroCopy: false,
-    release: async () => {
-      await pre!.release();
-      await kl?.release();
-    },
-  };
+  const pre = transcoderPrefix(model, pair);
+  return createLmStepSessions(model, pair.post, needKl, ep, device, undefined, false, pre);
 }
 
 /** Host activations only: the splice resid_post − y + ŷ is formed on the host. */
-function host(a: Act): Float32Array {
-  if (a instanceof GPUBuffer) {
-    throw new Error("internal: a transcoder step was given GPU-resident activations");
-  }
-  return a;
-}
+const host = (a: Act) => hostAct(a, "a transcoder step");
 
 /**
  * The step's trainee (train/finetune.ts StepSae) for a transcoder: forward reads x_in and y from
