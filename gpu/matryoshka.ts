@@ -21,26 +21,6 @@ export interface PrefixDims {
   groups: number;
 }
 
-/**
- * Checks prefix widths: integers, strictly increasing, the first ≥ 1, the last = d_sae. The message
- * names `what` and says what is wrong.
- */
-export function checkWidths(widths: readonly number[], dSae: number, what: string): void {
-  if (widths.length === 0) throw new RangeError(`${what}: no prefix widths given`);
-  widths.forEach((w, g) => {
-    if (!Number.isInteger(w) || w < 1 || (g > 0 && w <= widths[g - 1])) {
-      throw new RangeError(
-        `${what}: prefix widths must be strictly increasing positive integers, got [${widths}]`,
-      );
-    }
-  });
-  if (widths.at(-1) !== dSae) {
-    throw new RangeError(
-      `${what}: the last prefix width must be d_sae = ${dSae}, got [${widths}]`,
-    );
-  }
-}
-
 function guard(name: string, dims: PrefixDims, bufs: Record<string, [Binding, number]>): void {
   requireDims(name, { n: dims.n, d: dims.d, m: dims.m, groups: dims.groups });
   const shape = `n=${dims.n} d=${dims.d} m=${dims.m} groups=${dims.groups}`;

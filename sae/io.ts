@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { FileAccessError, readConfined, resolveInside } from "../lib/confined_fs.ts";
 import { TOPK_MAX_K } from "../gpu/topk.ts";
-import { checkWidths } from "../gpu/matryoshka.ts";
+import { checkWidths } from "./matryoshka_widths.ts";
 import {
   f32,
   FLOAT_DTYPES,

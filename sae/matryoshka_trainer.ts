@@ -19,6 +19,7 @@ import type { GpuContext } from "../gpu/device.ts";
 import type { Rec } from "../gpu/kernel.ts";
 import { Matmul } from "../gpu/matmul.ts";
 import * as mat from "../gpu/matryoshka.ts";
+import { checkWidths } from "./matryoshka_widths.ts";
 import * as dense from "../gpu/sae_dense.ts";
 import * as sparse from "../gpu/sae_sparse.ts";
 import {
@@ -103,7 +104,7 @@ export class MatryoshkaGpuTrainer extends GpuSaeTrainer {
           "config (init.matryoshka_widths) or in the file's cfg.json (matryoshka_widths)",
       );
     }
-    mat.checkWidths(cfg.matryoshkaWidths, cfg.dSae, "matryoshka_batchtopk SAE");
+    checkWidths(cfg.matryoshkaWidths, cfg.dSae, "matryoshka_batchtopk SAE");
     if (sae.weights.threshold?.length !== 1) {
       throw new RangeError(
         `matryoshka_batchtopk SAE: threshold must hold 1 value, found ` +

@@ -1,6 +1,7 @@
 // The fine-tune configuration: one zod schema serves HTTP validation, the OpenAPI document and
 // the job runner, so defaults are written once. Defaults follow the paper, scaled to tiny-neox.
 import { z } from "zod";
+import { checkWidths } from "../sae/matryoshka_widths.ts";
 
 export const SaeInit = z.object({
   kind: z.enum(["relu", "topk", "batchtopk", "jumprelu", "matryoshka_batchtopk", "gated"]).default(
@@ -44,18 +45,13 @@ export const SaeInit = z.object({
   // Checked here so that POST /finetunes answers 400, not a job that fails at its first step.
   const w = init.matryoshka_widths;
   if (!w) return;
-  if (init.kind !== "matryoshka_batchtopk") {
-    ctx.addIssue({
-      code: "custom",
-      path: ["matryoshka_widths"],
-      message: `only matryoshka_batchtopk has prefixes, not ${init.kind}: leave it out`,
-    });
-  } else if (w.some((v, g) => g > 0 && v <= w[g - 1]) || w.at(-1) !== init.d_sae) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["matryoshka_widths"],
-      message: `must be strictly increasing and end at d_sae ${init.d_sae}, got [${w}]`,
-    });
+  try {
+    if (init.kind !== "matryoshka_batchtopk") {
+      throw new Error(`only matryoshka_batchtopk has prefixes, not ${init.kind}: leave it out`);
+    }
+    checkWidths(w, init.d_sae, "matryoshka_widths");
+  } catch (e) {
+    ctx.addIssue({ code: "custom", path: ["matryoshka_widths"], message: (e as Error).message });
   }
 });
 

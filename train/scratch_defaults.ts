@@ -3,7 +3,7 @@
 // activations' scale (see the README's kinds table for the peers' choices).
 import { geometricMedian, jumpThresholdFor } from "../sae/init.ts";
 import { sampleActivations } from "./activation_sample.ts";
-import { checkWidths } from "../gpu/matryoshka.ts";
+import { checkWidths } from "../sae/matryoshka_widths.ts";
 import type { SaeKind } from "../sae/types.ts";
 import type { FinetuneConfig } from "./config.ts";
 

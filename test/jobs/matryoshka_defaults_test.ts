@@ -22,7 +22,7 @@ Deno.test("matryoshka widths: the doubling ladder by default, a given list check
   assertThrows(
     () => init({ d_sae: 300, matryoshka_widths: [10, 200] }),
     Error,
-    "must be strictly increasing and end at d_sae 300, got [10,200]",
+    "matryoshka_widths: the last prefix width must be d_sae = 300, got [10,200]",
   );
   assertThrows(
     () => SaeInit.parse({ kind: "topk", d_sae: 300, matryoshka_widths: [10, 300] }),

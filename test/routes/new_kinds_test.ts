@@ -72,7 +72,10 @@ Deno.test({
         tokens: 64,
       });
       assertEquals(bad.status, 400);
-      assertStringIncludes(await bad.text(), "strictly increasing and end at d_sae 64");
+      assertStringIncludes(
+        await bad.text(),
+        "matryoshka_widths: prefix widths must be strictly increasing positive integers, got [32,8,64]",
+      );
       const stray = await post("/finetunes", {
         kind: "mse",
         init: { kind: "gated", d_sae: 64, matryoshka_widths: [8, 64] },
