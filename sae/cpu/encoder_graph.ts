@@ -7,8 +7,9 @@
 //   pre = xc·W_encᵀ + b_enc;  (val, idx) = TopK(pre, k)                        [n, k] each
 //   with auxk: (aux_val, aux_pos) = TopK(pre[:, dead_idx], aux_k)   aux_pos indexes dead_idx
 // Values are raw pre-activations: the trainer applies the ReLU.
-import { makeNode } from "../../lm/graph.ts";
-import { DataType, encodeModel, makeTensor, onnx } from "../../lm/onnx.ts";
+import { makeModel, makeNode } from "../../lm/graph.ts";
+import { DataType, encodeModel, makeTensor } from "../../lm/onnx.ts";
+import { toValueInfo } from "../../lm/shapes.ts";
 
 export interface EncoderGraphDims {
   dIn: number;
@@ -18,17 +19,8 @@ export interface EncoderGraphDims {
   auxk: boolean;
 }
 
-function valueInfo(name: string, elemType: number, dims: Array<number | string>) {
-  return onnx.ValueInfoProto.create({
-    name,
-    type: {
-      tensorType: {
-        elemType,
-        shape: { dim: dims.map((d) => typeof d === "number" ? { dimValue: d } : { dimParam: d }) },
-      },
-    },
-  });
-}
+const valueInfo = (name: string, elemType: number, dims: Array<number | string>) =>
+  toValueInfo(name, { elemType, dims });
 
 /**
  * The encoder model's bytes. Inputs xc [n, d_in], W_enc_t [d_sae, d_in], b_enc [d_sae]; with auxk
@@ -56,15 +48,11 @@ export function encoderModel({ dIn, dSae, k, auxk }: EncoderGraphDims): Uint8Arr
     input.push(valueInfo("dead_idx", I, ["n_dead"]), valueInfo("aux_k", I, [1]));
     output.push(valueInfo("aux_val", F, ["n", "k_aux"]), valueInfo("aux_pos", I, ["n", "k_aux"]));
   }
-  return encodeModel(onnx.ModelProto.create({
-    irVersion: 8,
-    opsetImport: [{ domain: "", version: 17 }],
-    graph: {
-      name: auxk ? "topk_encoder_auxk" : "topk_encoder",
-      node,
-      input,
-      output,
-      initializer: [makeTensor("k", BigInt64Array.of(BigInt(k)), [1])],
-    },
+  return encodeModel(makeModel({
+    name: auxk ? "topk_encoder_auxk" : "topk_encoder",
+    nodes: node,
+    inputs: input,
+    outputs: output,
+    initializers: [makeTensor("k", BigInt64Array.of(BigInt(k)), [1])],
   }));
 }
