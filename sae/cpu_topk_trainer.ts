@@ -68,6 +68,9 @@ interface Batch {
   auxIdx: Int32Array;
   auxVal: Float32Array;
   kAux: number;
+  /** auxk's reconstruction of the residual and its gradient, [n, d_in]. */
+  ehat: Float32Array;
+  de: Float32Array;
   /** Whether forward ran since the arrays were made (backward needs it). */
   ready: boolean;
 }
@@ -110,7 +113,8 @@ export class CpuTopKTrainer implements OwnedTrainer {
   /** Tokens since each latent last fired (saturating at 2³²−1), and firings in the window. */
   readonly tokensSinceFired: Float64Array;
   readonly windowCounts: Float64Array;
-  #lastDead = 0;
+  /** The latents dead as of the last step: the next training forward's auxk candidates. */
+  #dead: number[] = [];
   #batch: Batch | null = null;
   #released = false;
 
@@ -194,6 +198,8 @@ export class CpuTopKTrainer implements OwnedTrainer {
       auxIdx: sharedI32(0),
       auxVal: sharedF32(0),
       kAux: 0,
+      ehat: sharedF32(n * d),
+      de: sharedF32(n * d),
       ready: false,
     };
     return this.#batch;
@@ -260,9 +266,7 @@ export class CpuTopKTrainer implements OwnedTrainer {
     }
     b.xc.set(b.xcFeed);
     // auxk selects among the latents dead so far (as of the last step), so in this forward.
-    const dead = !inference && this.#lastDead > 0 && this.auxK > 0 && this.auxCoef > 0
-      ? this.#deadLatents()
-      : [];
+    const dead = !inference && this.auxK > 0 && this.auxCoef > 0 ? this.#dead : [];
     const ort = this.#ort;
     const feeds: Record<string, InstanceType<NativeOrt["Tensor"]>> = {
       xc: new ort.Tensor("float32", b.xcFeed, [n, d]),
@@ -359,26 +363,24 @@ export class CpuTopKTrainer implements OwnedTrainer {
     }
     G.b_dec.set(gbd);
     this.#recordFiring(b);
-    const dead = this.#deadCount();
+    const dead = this.#deadLatents();
     const gradNorm = await this.#optimizerStep(o.lr);
-    this.#lastDead = dead;
+    this.#dead = dead;
     b.ready = false;
-    return { gradNorm, aux, dead };
+    return { gradNorm, aux, dead: dead.length };
   }
 
   /** Adds the auxk gradients (Gao et al., as TopKGpuTrainer); returns coef · the normalised loss. */
   async #auxk(b: Batch): Promise<number> {
     const n = b.n, d = this.dIn, ka = b.kAux, P = this.#p;
-    const ehat = sharedF32(n * d);
     await this.#decode(
-      { idx: b.auxIdx, val: b.auxVal, W_dec: P.W_dec, bias: this.#zeroBias, out: ehat },
+      { idx: b.auxIdx, val: b.auxVal, W_dec: P.W_dec, bias: this.#zeroBias, out: b.ehat },
       n,
       ka,
     );
-    const de = sharedF32(n * d);
-    const loss = auxkResidual(b.x, b.xhat, ehat, n, d, this.auxCoef, de);
+    const loss = auxkResidual(b.x, b.xhat, b.ehat, n, d, this.auxCoef, b.de);
     if (loss === null) return 0;
-    await this.#sparseGrads(b.auxIdx, b.auxVal, de, b.xc, ka, true);
+    await this.#sparseGrads(b.auxIdx, b.auxVal, b.de, b.xc, ka, true);
     return loss;
   }
 
@@ -392,15 +394,9 @@ export class CpuTopKTrainer implements OwnedTrainer {
     }
   }
 
-  #deadCount(): number {
-    let c = 0;
-    for (let j = 0; j < this.dSae; j++) if (this.tokensSinceFired[j] >= this.deadWindow) c++;
-    return c;
-  }
-
   /** Dead latents now. */
   deadLatents(): Promise<number> {
-    return Promise.resolve(this.#deadCount());
+    return Promise.resolve(this.#deadLatents().length);
   }
 
   /**
