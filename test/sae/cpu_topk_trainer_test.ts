@@ -74,10 +74,12 @@ for (
   Deno.test(`cpu TopK trainer matches the GPU trainer step for step (decoder constraint ${decoderConstraint}, ${threads} threads)`, async () => {
     const gpu = await testGpu();
     const rng = freshRng(`cpu-topk-vs-gpu-${decoderConstraint}-${threads}`);
-    const d = 20 + rng.int(30), m = 200 + rng.int(200), k = 4 + rng.int(12);
-    const n = 2 * (40 + rng.int(60)) + 1;
+    const d = 20 + rng.int(30), k = 4 + rng.int(12), n = 2 * (10 + rng.int(20)) + 1;
+    // More latents than a batch can fire (n·k), so some miss every batch.
+    const m = n * k + 50 + rng.int(200);
     const s = randomSae(rng, d, m, k);
-    // A window of one batch: latents that miss a batch are dead in the next, so auxk runs.
+    // A window of one batch: latents that miss a batch are dead in the next, so auxk runs on
+    // every step after the first.
     const opts = { weightDecay: 0.01, gradClip: 0.05, decoderConstraint, deadWindowTokens: n };
     const cpu = await CpuTopKTrainer.create(s, { ...opts, threads });
     const ref = new TopKGpuTrainer(gpu, s, opts);
