@@ -13,7 +13,7 @@
 // e = x − x̂_G detached, ê = Σ relu(pre_j)·W_dec,j over each token's top-k_aux dead latents, and
 // coef·‖ê − e‖² / Σ‖e − ē‖². It reuses the prefix kernels with one prefix of width d_sae.
 import { auxkResidual } from "./auxk.ts";
-import { createBuffer, readF32, upload, write } from "../gpu/buffers.ts";
+import { createBuffer, readBytes, readF32, upload, write } from "../gpu/buffers.ts";
 import * as batchTopk from "../gpu/batch_topk.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import type { Rec } from "../gpu/kernel.ts";
@@ -242,14 +242,12 @@ export class MatryoshkaGpuTrainer extends GpuSaeTrainer {
       }, this.#dims);
       dense.countActive(rec, { h: b.h, out: b.l0 }, { rows: n, cols: m });
     });
-    // The full reconstruction is the last prefix's: copied out for the callers that read b.xhat.
-    const enc = this.device.createCommandEncoder({ label: "matryoshka.xhat" });
-    enc.copyBufferToBuffer(b.xhats, (G - 1) * n * d * 4, b.xhat, 0, n * d * 4);
-    this.device.queue.submit([enc.finish()]);
-    const [xhat, l0s] = await Promise.all([
-      readF32(this.device, b.xhat, n * d),
+    // The full reconstruction is the last prefix's, read where it lies in xhats.
+    const [xhatBytes, l0s] = await Promise.all([
+      readBytes(this.device, b.xhats, n * d * 4, (G - 1) * n * d * 4),
       readF32(this.device, b.l0, n),
     ]);
+    const xhat = new Float32Array(xhatBytes);
     if (!inference) await this.#updateThreshold(b);
     if (b.auxOn) {
       b.hostX = x.slice();
