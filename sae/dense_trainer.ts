@@ -19,22 +19,15 @@ import {
   type TrainerOptions,
   type TrainerState,
 } from "./gpu_trainer.ts";
+import { BatchThreshold, type BatchThresholdOptions } from "./batch_threshold.ts";
 import type { Sae } from "./types.ts";
 
 const K_MAX = dense.DENSE_TOPK_MAX_K;
 
-export interface DenseTrainerOptions extends TrainerOptions {
+/** BatchTopK's threshold options: sae/batch_threshold.ts. */
+export interface DenseTrainerOptions extends TrainerOptions, BatchThresholdOptions {
   /** JumpReLU: bandwidth ε of the straight-through estimator (default 0.001, as the paper). */
   jumpBandwidth?: number;
-  /** BatchTopK: EMA factor of the running inference threshold (default 0.999). */
-  thresholdBeta?: number;
-  /**
-   * BatchTopK: training steps before the inference threshold starts to follow the batches (as
-   * dictionary_learning's threshold_start_step); from then it is their running mean until it has
-   * 1/(1−β) samples, then the EMA. Unset: the EMA from the first batch, as a fine-tune of a
-   * trained SAE wants.
-   */
-  thresholdStartStep?: number;
 }
 
 const KINDS = ["relu", "topk", "batchtopk", "jumprelu"];
@@ -58,10 +51,8 @@ interface Batch extends IoBuffers {
 export class DenseGpuTrainer extends GpuSaeTrainer {
   #batch: Batch | null = null;
   #scratch: { norms: GPUBuffer; hsum: GPUBuffer };
-  /** BatchTopK's running threshold (host copy of params.threshold); < 0 until the first batch. */
-  #threshold = -1;
-  /** BatchTopK: training forwards so far (the optimizer's step count after a restore). */
-  #trainSteps = 0;
+  /** BatchTopK's running inference threshold. */
+  #threshold: BatchThreshold | null = null;
 
   constructor(gpu: GpuContext, sae: Sae, readonly denseOpts: DenseTrainerOptions) {
     const { cfg } = sae;
@@ -82,7 +73,9 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
       );
     }
     super(gpu, sae, denseOpts);
-    if (cfg.kind === "batchtopk") this.#threshold = th![0];
+    if (cfg.kind === "batchtopk") {
+      this.#threshold = new BatchThreshold(this.device, this.params.threshold!, th![0], denseOpts);
+    }
     const n = cfg.dSae;
     this.#scratch = {
       norms: createBuffer(this.device, n * 4, "dense.norms"),
@@ -131,17 +124,11 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
       dense.topkRelu(rec, { pre: b.pre, h: b.h }, { rows: n, cols: m, k: k! });
     } else if (kind === "relu") {
       dense.relu(rec, { pre: b.pre, h: b.h }, { rows: n, cols: m });
-    } else if (kind === "jumprelu" || inference) {
+    } else if (kind === "jumprelu") {
       const theta = this.params.threshold!;
-      batchTopk.threshold(rec, { pre: b.pre, theta, h: b.h }, {
-        count,
-        cols: kind === "jumprelu" ? m : 1,
-      });
+      batchTopk.threshold(rec, { pre: b.pre, theta, h: b.h }, { count, cols: m });
     } else {
-      batchTopk.select(rec, { pre: b.pre, state: b.select, hist: b.hist, h: b.h }, {
-        count,
-        want: k! * n,
-      });
+      this.#threshold!.record(rec, b, { count, want: k! * n, inference });
     }
   }
 
@@ -168,23 +155,8 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
       readF32(this.device, b.xhat, n * d),
       readF32(this.device, b.l0, n),
     ]);
-    if (selecting) await this.#updateThreshold(b);
+    if (selecting) await this.#threshold!.update(b.select);
     return { xhat, mse: this.mseOf(y, xhat), l0: l0s.reduce((a, v) => a + v, 0) / n };
-  }
-
-  /** BatchTopK: EMA of the smallest selected activation, the threshold used at inference. */
-  async #updateThreshold(b: Batch): Promise<void> {
-    const step = this.#trainSteps++;
-    const start = this.denseOpts.thresholdStartStep;
-    // The first batches' selections are far from the trained SAE's: a threshold that starts
-    // there is dominated by them on a short run (inference L0 well below k).
-    if (start !== undefined && step < start) return;
-    const { minSelected: minAct, positives } = await batchTopk.selection(this.device, b.select);
-    if (!positives) return;
-    let beta = this.denseOpts.thresholdBeta ?? 0.999;
-    if (start !== undefined) beta = Math.min(beta, 1 - 1 / (step - start + 1));
-    this.#threshold = this.#threshold < 0 ? minAct : beta * this.#threshold + (1 - beta) * minAct;
-    write(this.device, this.params.threshold!, Float32Array.of(this.#threshold));
   }
 
   backward(
@@ -269,9 +241,7 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
 
   override async restore(state: TrainerState): Promise<void> {
     await super.restore(state);
-    const th = state.get("threshold");
-    if (this.sae.cfg.kind === "batchtopk" && th) this.#threshold = th.data[0];
-    this.#trainSteps = state.get("adam.t")?.data[0] ?? 0;
+    this.#threshold?.restore(state);
   }
 
   override release(): void {

@@ -16,7 +16,6 @@ import { auxkResidual } from "./auxk.ts";
 import { createBuffer, readBytes, readF32, upload, write } from "../gpu/buffers.ts";
 import * as batchTopk from "../gpu/batch_topk.ts";
 import type { GpuContext } from "../gpu/device.ts";
-import type { Rec } from "../gpu/kernel.ts";
 import { Matmul } from "../gpu/matmul.ts";
 import * as mat from "../gpu/matryoshka.ts";
 import { checkWidths } from "./matryoshka_widths.ts";
@@ -28,13 +27,11 @@ import {
   type TrainerOptions,
   type TrainerState,
 } from "./gpu_trainer.ts";
+import { BatchThreshold, type BatchThresholdOptions } from "./batch_threshold.ts";
 import type { Sae } from "./types.ts";
 
-export interface MatryoshkaTrainerOptions extends TrainerOptions {
-  /** EMA factor of the running inference threshold (default 0.999, as dictionary_learning). */
-  thresholdBeta?: number;
-  /** Training steps before the inference threshold follows the batches (dense_trainer.ts's). */
-  thresholdStartStep?: number;
+/** The threshold options are BatchTopK's (sae/batch_threshold.ts). */
+export interface MatryoshkaTrainerOptions extends TrainerOptions, BatchThresholdOptions {
   /** Latents in the auxk reconstruction (default d_in / 2, at most 256; 0 turns auxk off). */
   auxK?: number;
   /** Weight of the auxk loss (default 1/32, as Gao et al. and dictionary_learning). */
@@ -85,8 +82,7 @@ export class MatryoshkaGpuTrainer extends GpuSaeTrainer {
   #zeroBias: GPUBuffer;
   #batch: Batch | null = null;
   /** Host copy of the inference threshold; < 0 until a batch has set it. */
-  #threshold = -1;
-  #trainSteps = 0;
+  #threshold: BatchThreshold;
 
   constructor(gpu: GpuContext, sae: Sae, readonly matOpts: MatryoshkaTrainerOptions) {
     const { cfg } = sae;
@@ -122,7 +118,12 @@ export class MatryoshkaGpuTrainer extends GpuSaeTrainer {
       cfg.dSae,
     );
     this.auxCoef = matOpts.auxCoef ?? 1 / 32;
-    this.#threshold = sae.weights.threshold[0];
+    this.#threshold = new BatchThreshold(
+      this.device,
+      this.params.threshold!,
+      sae.weights.threshold[0],
+      matOpts,
+    );
   }
 
   get #dims(): mat.PrefixDims {
@@ -215,7 +216,7 @@ export class MatryoshkaGpuTrainer extends GpuSaeTrainer {
     this.pass("sae.forward", (rec) => {
       dense.center(rec, { x: b.x, bias: P.b_dec, out: b.xc }, { rows: n, cols: d });
       b.enc.record(rec.pass, b.xc, P.W_enc, b.pre, P.b_enc);
-      this.#activation(rec, b, inference);
+      this.#threshold.record(rec, b, { count: n * m, want: this.sae.cfg.k! * n, inference });
       if (a) {
         sparse.maskDead(rec, { pre: b.pre, since: this.firing.tokensSinceFired, out: a.pre }, {
           n,
@@ -248,42 +249,12 @@ export class MatryoshkaGpuTrainer extends GpuSaeTrainer {
       readF32(this.device, b.l0, n),
     ]);
     const xhat = new Float32Array(xhatBytes);
-    if (!inference) await this.#updateThreshold(b);
+    if (!inference) await this.#threshold.update(b.select);
     if (b.auxOn) {
       b.hostX = x.slice();
       b.hostXhat = xhat;
     }
     return { xhat, mse: this.mseOf(x, xhat), l0: l0s.reduce((a, v) => a + v, 0) / n };
-  }
-
-  #activation(rec: Rec, b: Batch, inference: boolean): void {
-    const count = b.n * this.dSae;
-    if (inference) {
-      batchTopk.threshold(rec, { pre: b.pre, theta: this.params.threshold!, h: b.h }, {
-        count,
-        cols: 1,
-      });
-    } else {
-      batchTopk.select(rec, { pre: b.pre, state: b.select, hist: b.hist, h: b.h }, {
-        count,
-        want: this.sae.cfg.k! * b.n,
-      });
-    }
-  }
-
-  /** The running inference threshold, as dense_trainer.ts keeps BatchTopK's. */
-  async #updateThreshold(b: Batch): Promise<void> {
-    const step = this.#trainSteps++;
-    const start = this.matOpts.thresholdStartStep;
-    if (start !== undefined && step < start) return;
-    const { minSelected, positives } = await batchTopk.selection(this.device, b.select);
-    if (!positives) return;
-    let beta = this.matOpts.thresholdBeta ?? 0.999;
-    if (start !== undefined) beta = Math.min(beta, 1 - 1 / (step - start + 1));
-    this.#threshold = this.#threshold < 0
-      ? minSelected
-      : beta * this.#threshold + (1 - beta) * minSelected;
-    write(this.device, this.params.threshold!, Float32Array.of(this.#threshold));
   }
 
   async backward(
@@ -348,9 +319,7 @@ export class MatryoshkaGpuTrainer extends GpuSaeTrainer {
 
   override async restore(state: TrainerState): Promise<void> {
     await super.restore(state);
-    const th = state.get("threshold");
-    if (th) this.#threshold = th.data[0];
-    this.#trainSteps = state.get("adam.t")?.data[0] ?? 0;
+    this.#threshold.restore(state);
   }
 
   override release(): void {
