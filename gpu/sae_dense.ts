@@ -79,7 +79,10 @@ export function relu(rec: Rec, { pre, h }: { pre: Binding; h: Binding }, dims: D
   run(rec, "relu", [pre, pre, h], dims, n);
 }
 
-/** g ← a·(x̂ − x) + b·g in place: the MSE gradient (a = wMse·2/(N·d)) plus the external one. */
+/**
+ * g ← a·(x̂ − x) + b·g in place: the MSE gradient (a = wMse·2/(N·d)) plus the external one; with
+ * b = 0 g is not read (it may hold anything).
+ */
 export function dxhat(
   rec: Rec,
   { xhat, x, g }: { xhat: Binding; x: Binding; g: Binding },

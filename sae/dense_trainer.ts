@@ -181,8 +181,6 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
         throw new RangeError(`∂KL/∂x̂ has ${o.gExt.length} values, expected ${n * d}`);
       }
       write(this.device, b.dx, o.gExt);
-    } else {
-      write(this.device, b.dx, new Float32Array(n * d));
     }
     this.pass("sae.backward", (rec) => {
       dense.dxhat(rec, { xhat: b.xhat, x: b.y, g: b.dx }, {

@@ -207,10 +207,6 @@ export class GatedGpuTrainer extends GpuSaeTrainer {
       dense.colSum(rec, { m: b.gate, out: S.hsumNorms }, dims);
       this.firing.record(rec.pass, n, { kind: "dense", h: b.f, n: m });
       this.firing.recordDeadCount(rec.pass);
-    }, (enc) => {
-      // dxhat adds b·(what dx/dxg held): zero them where no ∂KL/∂x̂ was written.
-      if (!o.gExt) enc.clearBuffer(b.dx);
-      enc.clearBuffer(b.dxg);
     });
     if (lambda !== 0) {
       // ∂/∂W_dec,j of (λ/N)·(Σ_t ReLU(π_gate)_tj)·‖W_dec,j‖: Σ_t gate and the norms side by side.

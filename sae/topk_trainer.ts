@@ -335,7 +335,7 @@ export class TopKGpuTrainer extends GpuSaeTrainer {
       if (o.gExt && o.gExt.length !== n * d) {
         throw new RangeError(`∂KL/∂x̂ has ${o.gExt.length} values, expected ${n * d}`);
       }
-      write(this.device, b.dx, o.gExt ?? new Float32Array(n * d));
+      if (o.gExt) write(this.device, b.dx, o.gExt);
     }
     this.#encode("sae.backward", (rec) => {
       dxhat(rec, { xhat: b.xhat, x: b.y, g: b.dx }, {

@@ -51,11 +51,14 @@ fn flat(g: vec3u, nwg: vec3u) -> u32 { return g.x + g.y * nwg.x * WG; }
   out[e] = max(in0[e], 0.0);
 }
 
-// dx̂ = a·(x̂ − x) + b·g   with a = wMse·2/(N·d): in0 = x̂, in1 = x, out holds g on entry.
+// dx̂ = a·(x̂ − x) + b·g   with a = wMse·2/(N·d): in0 = x̂, in1 = x, out holds g on entry. With
+// b = 0 g is not read, so a step without ∂KL/∂x̂ needs no zeroed buffer.
 @compute @workgroup_size(WG) fn dxhat(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let e = flat(g, nwg);
   if (e >= p.rows * p.cols) { return; }
-  out[e] = p.a * (in0[e] - in1[e]) + p.b * out[e];
+  var v = p.a * (in0[e] - in1[e]);
+  if (p.b != 0.0) { v += p.b * out[e]; }
+  out[e] = v;
 }
 
 // out += in0 (in1 unused): one gradient added into another (auxk's, a skip connection's output).

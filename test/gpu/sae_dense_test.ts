@@ -89,6 +89,14 @@ async function checkShape(rng: Rng, rows: number, cols: number) {
       g0,
     );
     close(got, Float64Array.from(g0, (g, e) => a * (A[e] - B[e]) + b * g), `dxhat ${tag}`);
+    // b = 0 (no external gradient): g is not read, so it needs no zeroing (poisoned here).
+    const alone = await runOut(
+      "dxhat-b0",
+      (r) => dense.dxhat(r, { xhat: gA, x: gB, g: out }, { rows, cols, a, b: 0 }),
+      out,
+      n,
+    );
+    close(alone, Float64Array.from(A, (x, e) => a * (x - B[e])), `dxhat b=0 ${tag}`);
   }
   // mask_grad (in place on dh)
   {
