@@ -22,6 +22,9 @@ import {
 import { foldScaling } from "./scaling.ts";
 import type { Sae, SaeConfig, SaeKind, SaeWeights } from "./types.ts";
 
+/** SAELens architectures that name their kind (besides "standard", which is relu). */
+const LOADABLE_KINDS = ["topk", "batchtopk", "jumprelu", "gated", "matryoshka_batchtopk"] as const;
+
 export class SaeFormatError extends Error {
   override name = "SaeFormatError";
 }
@@ -314,15 +317,11 @@ export function saeFromSaeLens(cfg: Json, file: StFile, scalingFactor?: number):
   if (arch === "standard" && activationFn === "topk" && fnKwargs.k !== undefined) arch = "topk";
   let kind: SaeKind;
   if (arch === "standard") kind = "relu";
-  else if (
-    arch === "topk" || arch === "jumprelu" || arch === "batchtopk" || arch === "gated" ||
-    arch === "matryoshka_batchtopk"
-  ) {
-    kind = arch;
-  } else {
+  else if ((LOADABLE_KINDS as readonly string[]).includes(arch)) kind = arch as SaeKind;
+  else {
     throw new SaeFormatError(
-      `${what}: architecture "${arch}" is not supported (supported: standard, topk, batchtopk, ` +
-        `jumprelu, gated)`,
+      `${what}: architecture "${arch}" is not supported (supported: standard, ` +
+        `${LOADABLE_KINDS.join(", ")}, transcoder, skip_transcoder)`,
     );
   }
   if (activationFn !== undefined && !["relu", "topk"].includes(activationFn)) {

@@ -149,7 +149,12 @@ Deno.test("SAELens files with a wrong shape or missing key fail naming the tenso
     join(dir, "cfg.json"),
     JSON.stringify({ ...cfg, architecture: "hybrid_moe" }),
   );
-  await expectFormatError(() => loadSae(dir), `"hybrid_moe"`, "not supported");
+  await expectFormatError(
+    () => loadSae(dir),
+    `"hybrid_moe"`,
+    "not supported",
+    "gated, matryoshka_batchtopk, transcoder, skip_transcoder",
+  );
   await Deno.writeTextFile(
     join(dir, "cfg.json"),
     JSON.stringify({ ...cfg, normalize_activations: "layer_norm" }),
