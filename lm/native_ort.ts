@@ -31,6 +31,25 @@ export function cpuThreads(): number {
   return navigator.hardwareConcurrency || cpus().length || 1;
 }
 
+/**
+ * Session options of every native session (the LM's, the CPU SAE trainer's encoder). Intra-op
+ * threads do not spin after a run: spinning held the cores the SAE's step and its helper thread
+ * needed next (kl_step_vs_pytorch 2.0–2.3 with spinning, 3.1–3.6 without; bench/RESULTS.md).
+ */
+export function nativeSessionOptions(
+  ep: string,
+  threads: number,
+  logSeverityLevel: 0 | 1 | 2 | 3 | 4 = 3,
+) {
+  return {
+    executionProviders: [ep],
+    intraOpNumThreads: threads,
+    graphOptimizationLevel: "all" as const,
+    logSeverityLevel,
+    extra: { session: { intra_op: { allow_spinning: "0" as const } } },
+  };
+}
+
 // The CUDA EP's libraries are not in the npm package (too large for the registry): the package's
 // install script fetches them from NuGet, and Deno runs it only when asked to.
 const CUDA_LIBS = ["libonnxruntime_providers_shared.so", "libonnxruntime_providers_cuda.so"];

@@ -20,6 +20,7 @@ import {
   cpuThreads,
   cudaStartError,
   loadNativeOrt,
+  nativeSessionOptions,
   probeModel,
 } from "./native_ort.ts";
 import { type NativeWorkerSession, startNativeWorker, type WireTensor } from "./native_worker.ts";
@@ -224,14 +225,11 @@ async function webSession(input: OrtModelInput, opts: SessionOptions): Promise<L
 
 async function nativeSession(model: ModelInput, opts: SessionOptions): Promise<LmSession> {
   if (opts.ep === "cuda") await assertCudaLibs();
-  const options = {
-    executionProviders: [opts.ep],
-    intraOpNumThreads: opts.threads ?? cpuThreads(),
-    graphOptimizationLevel: "all" as const,
-    logSeverityLevel: LOG_SEVERITY[opts.logLevel ?? "error"],
-    // ORT's pool otherwise spins after each run, holding the cores the SAE's step needs next.
-    extra: { session: { intra_op: { allow_spinning: "0" as const } } },
-  };
+  const options = nativeSessionOptions(
+    opts.ep,
+    opts.threads ?? cpuThreads(),
+    LOG_SEVERITY[opts.logLevel ?? "error"],
+  );
   let session: NativeWorkerSession;
   try {
     session = await withNativeModel(

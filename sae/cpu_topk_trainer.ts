@@ -15,7 +15,12 @@
 // ms a step at the default size), as it is for the JS half.
 import { auxkResidual } from "./auxk.ts";
 import { TOPK_MAX_K } from "../gpu/topk.ts";
-import { cpuThreads, loadNativeOrt, type NativeOrt } from "../lm/native_ort.ts";
+import {
+  cpuThreads,
+  loadNativeOrt,
+  type NativeOrt,
+  nativeSessionOptions,
+} from "../lm/native_ort.ts";
 import { encoderModel } from "./cpu/encoder_graph.ts";
 import { CpuHelper, sharedF32, sharedI32 } from "./cpu/helper.ts";
 import {
@@ -573,12 +578,7 @@ function createEncoder(
   dims: Parameters<typeof encoderModel>[0],
   threads: number,
 ): Promise<Session> {
-  return ort.InferenceSession.create(encoderModel(dims), {
-    executionProviders: ["cpu"],
-    intraOpNumThreads: threads,
-    graphOptimizationLevel: "all",
-    extra: { session: { intra_op: { allow_spinning: "0" } } },
-  });
+  return ort.InferenceSession.create(encoderModel(dims), nativeSessionOptions("cpu", threads, 2));
 }
 
 /**
