@@ -34,7 +34,12 @@ import {
   splitLatent,
   sumOfSquares,
 } from "./cpu/kernels.ts";
-import type { TrainerOptions, TrainerState } from "./gpu_trainer.ts";
+import {
+  checkpointData,
+  meanSquaredError,
+  type TrainerOptions,
+  type TrainerState,
+} from "./gpu_trainer.ts";
 import type { OwnedTrainer } from "./trainer.ts";
 import type { Sae, SaeConfig } from "./types.ts";
 import { checkWeights } from "./params.ts";
@@ -312,10 +317,8 @@ export class CpuTopKTrainer implements OwnedTrainer {
     );
     let active = 0;
     for (let e = 0; e < n * k; e++) if (b.val[e] > 0) active++;
-    let se = 0;
-    for (let q = 0; q < n * d; q++) se += (b.xhat[q] - x[q]) ** 2;
     b.ready = true;
-    return { xhat: new Float32Array(b.xhat), mse: se / (n * d), l0: active / n };
+    return { xhat: new Float32Array(b.xhat), mse: meanSquaredError(x, b.xhat), l0: active / n };
   }
 
   /** Latents without a firing for the dead window, as the GPU's mask_dead reads them. */
@@ -515,16 +518,7 @@ export class CpuTopKTrainer implements OwnedTrainer {
     // Checked before anything is written, so a bad checkpoint leaves the trainer as it was.
     const sizes = { W_enc: d * m, b_enc: m, W_dec: m * d, b_dec: d };
     for (const name of NAMES) {
-      for (const key of [name, `m.${name}`, `v.${name}`]) {
-        const t = state.get(key);
-        if (!t || t.data.length !== sizes[name]) {
-          throw new Error(
-            `checkpoint: ${key} is missing or has ${t?.data.length} values, expected ${
-              sizes[name]
-            }`,
-          );
-        }
-      }
+      for (const key of [name, `m.${name}`, `v.${name}`]) checkpointData(state, key, sizes[name]);
     }
     for (const name of NAMES) {
       const key = INTERNAL[name];

@@ -19,7 +19,12 @@ import * as gated from "../gpu/gated.ts";
 import { Matmul } from "../gpu/matmul.ts";
 import * as dense from "../gpu/sae_dense.ts";
 import type { GpuContext } from "../gpu/device.ts";
-import { GpuSaeTrainer, type IoBuffers, type TrainerOptions } from "./gpu_trainer.ts";
+import {
+  GpuSaeTrainer,
+  type IoBuffers,
+  meanSquaredError,
+  type TrainerOptions,
+} from "./gpu_trainer.ts";
 import type { Sae } from "./types.ts";
 
 interface Batch extends IoBuffers {
@@ -134,11 +139,7 @@ export class GatedGpuTrainer extends GpuSaeTrainer {
       readF32(this.device, b.l0, n),
       inference ? Promise.resolve(null) : readF32(this.device, b.xg, n * d),
     ]);
-    if (xg) {
-      let se = 0;
-      for (let e = 0; e < xg.length; e++) se += (xg[e] - x[e]) ** 2;
-      this.#aux = se / xg.length;
-    }
+    if (xg) this.#aux = meanSquaredError(x, xg);
     return { xhat, mse: this.mseOf(x, xhat), l0: l0s.reduce((a, v) => a + v, 0) / n };
   }
 

@@ -38,6 +38,24 @@ export const INFERENCE_ONLY: TrainerOptions = {
 
 export type TrainerState = Map<string, { data: Float32Array; shape: number[] }>;
 
+/** Mean over elements of (x̂ − x)²: the MSE every trainer reports. */
+export function meanSquaredError(x: ArrayLike<number>, xhat: ArrayLike<number>): number {
+  let se = 0;
+  for (let e = 0; e < x.length; e++) se += (xhat[e] - x[e]) ** 2;
+  return se / x.length;
+}
+
+/** A checkpoint's `key`, which must hold `size` values; else an error naming both. */
+export function checkpointData(state: TrainerState, key: string, size: number): Float32Array {
+  const t = state.get(key);
+  if (!t || t.data.length !== size) {
+    throw new Error(
+      `checkpoint: ${key} is missing or has ${t?.data.length} values, expected ${size}`,
+    );
+  }
+  return t.data;
+}
+
 /**
  * x, x − b_dec, x̂ and ∂L/∂x̂ of one batch ([n, d_in] each): what every trainer's step keeps; y is
  * the MSE's target (x itself, or a transcoder's MLP output).
@@ -289,9 +307,7 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
 
   /** Host-side MSE (mean over elements) of the batch just reconstructed. */
   protected mseOf(x: Float32Array, xhat: Float32Array): number {
-    let se = 0;
-    for (let e = 0; e < x.length; e++) se += (xhat[e] - x[e]) ** 2;
-    this.lastMse = se / x.length;
+    this.lastMse = meanSquaredError(x, xhat);
     return this.lastMse;
   }
 
@@ -318,13 +334,7 @@ export abstract class GpuSaeTrainer implements OwnedTrainer {
       for (
         const [key, buf] of [[g.name, g.param], [`m.${g.name}`, g.m], [`v.${g.name}`, g.v]] as const
       ) {
-        const t = state.get(key);
-        if (!t || t.data.length !== g.size) {
-          throw new Error(
-            `checkpoint: ${key} is missing or has ${t?.data.length} values, expected ${g.size}`,
-          );
-        }
-        write(this.device, buf, t.data);
+        write(this.device, buf, checkpointData(state, key, g.size));
       }
     }
     this.#adam.t = state.get("adam.t")?.data[0] ?? 0;
