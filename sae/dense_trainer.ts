@@ -10,10 +10,12 @@ import { createBuffer, readF32, write } from "../gpu/buffers.ts";
 import * as batchTopk from "../gpu/batch_topk.ts";
 import { thetaGrad } from "../gpu/jumprelu.ts";
 import type { Rec } from "../gpu/kernel.ts";
-import { Matmul } from "../gpu/matmul.ts";
 import * as dense from "../gpu/sae_dense.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import {
+  type DenseMatmuls,
+  denseMatmuls,
+  destroyMatmuls,
   GpuSaeTrainer,
   type IoBuffers,
   type TrainerOptions,
@@ -32,7 +34,7 @@ export interface DenseTrainerOptions extends TrainerOptions, BatchThresholdOptio
 
 const KINDS = ["relu", "topk", "batchtopk", "jumprelu"];
 
-interface Batch extends IoBuffers {
+interface Batch extends IoBuffers, DenseMatmuls {
   n: number;
   pre: GPUBuffer;
   h: GPUBuffer;
@@ -41,11 +43,6 @@ interface Batch extends IoBuffers {
   /** BatchTopK: selection state (8 u32) and the 256-bin histogram. */
   select: GPUBuffer;
   hist: GPUBuffer;
-  enc: Matmul;
-  dec: Matmul;
-  dhMm: Matmul;
-  gEnc: Matmul;
-  gDec: Matmul;
 }
 
 export class DenseGpuTrainer extends GpuSaeTrainer {
@@ -98,11 +95,7 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
       l0: buf(n, "dense.l0"),
       select: buf(batchTopk.SELECT_STATE_WORDS, "batchtopk.state"),
       hist: buf(batchTopk.SELECT_HIST_BINS, "batchtopk.hist"),
-      enc: new Matmul(dev, { M: n, N: m, K: d }, true),
-      dec: new Matmul(dev, { M: n, N: d, K: m }, true),
-      dhMm: new Matmul(dev, { M: n, N: m, K: d, transB: true }),
-      gEnc: new Matmul(dev, { M: d, N: m, K: n, transA: true }),
-      gDec: new Matmul(dev, { M: m, N: d, K: n, transA: true }),
+      ...denseMatmuls(dev, { n, d, m }, true),
     };
     return this.#batch;
   }
@@ -113,7 +106,7 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
     for (const x of [b.x, b.y, b.xc, b.pre, b.h, b.xhat, b.dx, b.dh, b.l0, b.select, b.hist]) {
       x.destroy();
     }
-    for (const mm of [b.enc, b.dec, b.dhMm, b.gEnc, b.gDec]) mm.destroy();
+    destroyMatmuls(b);
     this.#batch = null;
   }
 

@@ -16,10 +16,12 @@
 // gate keeps reconstructing while the KL+MSE fine-tune reshapes f.
 import { createBuffer, readF32, write } from "../gpu/buffers.ts";
 import * as gated from "../gpu/gated.ts";
-import { Matmul } from "../gpu/matmul.ts";
 import * as dense from "../gpu/sae_dense.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import {
+  type DenseMatmuls,
+  denseMatmuls,
+  destroyMatmuls,
   GpuSaeTrainer,
   type IoBuffers,
   meanSquaredError,
@@ -27,7 +29,7 @@ import {
 } from "./gpu_trainer.ts";
 import type { Sae } from "./types.ts";
 
-interface Batch extends IoBuffers {
+interface Batch extends IoBuffers, DenseMatmuls {
   n: number;
   /** [n, d_sae]: u = (x − b_dec)·W_enc, f, ReLU(π_gate), ∂f → ∂π_mag, ∂gate → ∂π_gate, ∂u. */
   u: GPUBuffer;
@@ -42,11 +44,6 @@ interface Batch extends IoBuffers {
   l0: GPUBuffer;
   /** Whether the last forward made xg (training forwards do; inference ones skip it). */
   hasGate: boolean;
-  enc: Matmul;
-  dec: Matmul;
-  dhMm: Matmul;
-  gEnc: Matmul;
-  gDec: Matmul;
 }
 
 export class GatedGpuTrainer extends GpuSaeTrainer {
@@ -89,11 +86,7 @@ export class GatedGpuTrainer extends GpuSaeTrainer {
       dxg: buf(n * d, "gated.dxg"),
       l0: buf(n, "gated.l0"),
       hasGate: false,
-      enc: new Matmul(dev, { M: n, N: m, K: d }),
-      dec: new Matmul(dev, { M: n, N: d, K: m }, true),
-      dhMm: new Matmul(dev, { M: n, N: m, K: d, transB: true }),
-      gEnc: new Matmul(dev, { M: d, N: m, K: n, transA: true }),
-      gDec: new Matmul(dev, { M: m, N: d, K: n, transA: true }),
+      ...denseMatmuls(dev, { n, d, m }, false),
     };
     return this.#batch;
   }
@@ -105,7 +98,7 @@ export class GatedGpuTrainer extends GpuSaeTrainer {
       x.destroy();
     }
     b.l0.destroy();
-    for (const mm of [b.enc, b.dec, b.dhMm, b.gEnc, b.gDec]) mm.destroy();
+    destroyMatmuls(b);
     this.#batch = null;
   }
 

@@ -68,6 +68,37 @@ export interface IoBuffers {
   y: GPUBuffer;
 }
 
+/**
+ * The products of a dense [n, d_sae] SAE step (the dense and gated trainers): encode, decode, the
+ * latents' gradient dx̂·W_decᵀ, and the weight gradients xcᵀ·dh and hᵀ·dx̂.
+ */
+export interface DenseMatmuls {
+  enc: Matmul;
+  dec: Matmul;
+  dhMm: Matmul;
+  gEnc: Matmul;
+  gDec: Matmul;
+}
+
+/** DenseMatmuls for n tokens; `encBias`: the encoder product adds b_enc itself. */
+export function denseMatmuls(
+  dev: GPUDevice,
+  { n, d, m }: { n: number; d: number; m: number },
+  encBias: boolean,
+): DenseMatmuls {
+  return {
+    enc: new Matmul(dev, { M: n, N: m, K: d }, encBias),
+    dec: new Matmul(dev, { M: n, N: d, K: m }, true),
+    dhMm: new Matmul(dev, { M: n, N: m, K: d, transB: true }),
+    gEnc: new Matmul(dev, { M: d, N: m, K: n, transA: true }),
+    gDec: new Matmul(dev, { M: m, N: d, K: n, transA: true }),
+  };
+}
+
+export function destroyMatmuls(mm: DenseMatmuls): void {
+  for (const x of [mm.enc, mm.dec, mm.dhMm, mm.gEnc, mm.gDec]) x.destroy();
+}
+
 /** A skip transcoder's per-batch-size pieces: x·W_skipᵀ, and its weight gradient dx̂ᵀ·x. */
 interface SkipBatch {
   n: number;
