@@ -38,8 +38,7 @@ Deno.test({
       createTrainer: referenceTrainerFactory,
       config: { roots: [DIR] },
     });
-    const post = (path: string, body: unknown) =>
-      fetch(`${svc.url}${path}`, { method: "POST", body: JSON.stringify(body) });
+    const { post } = svc;
     const finish = async (links: { events: string }) => {
       const events = await readSse(await fetch(`${svc.url}${links.events}`));
       const errors = events.filter((e) => e.event === "error");

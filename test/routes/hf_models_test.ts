@@ -26,8 +26,7 @@ Deno.test({
   fn: async () => {
     // No workers: a request that passes every check is then a 503 (no worker), not a 400.
     const svc = await startTestService({ jobs: [], config: { roots: [DIR] } });
-    const post = (path: string, body: unknown) =>
-      fetch(`${svc.url}${path}`, { method: "POST", body: JSON.stringify(body) });
+    const { post } = svc;
     try {
       const ids: Record<string, string> = {};
       for (const [name, file] of [["neox", "neox-ext/model.onnx"], ["gpt2", "gpt2-merged.onnx"]]) {

@@ -4,7 +4,6 @@
 // prefix ladder, or one given to another kind, is a 400 naming the field.
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import { startTestService } from "../util/service.ts";
-import { readSse } from "../util/sse.ts";
 
 Deno.test({
   name: "gated and matryoshka_batchtopk: POST /finetunes from scratch, then POST /evals",
@@ -12,13 +11,9 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     const svc = await startTestService({ jobs: ["finetune", "eval"] });
-    const { url } = svc;
-    const post = (path: string, body: unknown) =>
-      fetch(`${url}${path}`, { method: "POST", body: JSON.stringify(body) });
+    const { url, post } = svc;
     const finish = async (res: Response) => {
-      assertEquals(res.status, 202, await res.clone().text());
-      const job = await res.json();
-      const evs = await readSse(await fetch(`${url}${job.links.events}`));
+      const { job, evs } = await svc.follow(res);
       assertEquals(evs.at(-1)!.data, { state: "succeeded" }, JSON.stringify(evs.slice(-3)));
       return { job, evs };
     };

@@ -5,7 +5,6 @@
 // CE-gap reduction. A bad MLP and hook_out without a transcoder are named.
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import { startTestService } from "../util/service.ts";
-import { readSse } from "../util/sse.ts";
 
 Deno.test({
   name: "transcoders: POST /finetunes from scratch, POST /evals, POST /experiments",
@@ -13,15 +12,7 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     const svc = await startTestService({ jobs: ["finetune", "eval", "experiment"] });
-    const { url } = svc;
-    const post = (path: string, body: unknown) =>
-      fetch(`${url}${path}`, { method: "POST", body: JSON.stringify(body) });
-    const finish = async (res: Response) => {
-      assertEquals(res.status, 202, await res.clone().text());
-      const job = await res.json();
-      const evs = await readSse(await fetch(`${url}${job.links.events}`));
-      return { job, evs };
-    };
+    const { url, post, follow: finish } = svc;
     try {
       const { job, evs } = await finish(
         await post("/finetunes", {

@@ -13,7 +13,9 @@ import { JobRunner } from "../../jobs/runner.ts";
 import { EMBEDDED_MODEL } from "../../main.ts";
 import { createApp } from "../../routes/app.ts";
 import { createTrainer as serviceTrainer } from "../../sae/sae_device.ts";
+import { assertEquals } from "@std/assert";
 import { testGpu } from "./gpu.ts";
+import { readSse } from "./sse.ts";
 
 export interface TestServiceOptions {
   /** Job kinds to run: finetune, eval, experiment. */
@@ -68,8 +70,21 @@ export async function startTestService(o: TestServiceOptions = {}) {
     }
     return { id: job.id, result, metrics, errors };
   }
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  /** POSTs a JSON body to the service. */
+  const post = (path: string, body: unknown) =>
+    fetch(`${url}${path}`, { method: "POST", body: JSON.stringify(body) });
+  /** A 202 job response followed over SSE to its end: the job as returned and every event. */
+  async function follow(res: Response) {
+    assertEquals(res.status, 202, await res.clone().text());
+    const job = await res.json();
+    const evs = await readSse(await fetch(`${url}${job.links.events}`));
+    return { job, evs };
+  }
   return {
-    url: `http://127.0.0.1:${server.addr.port}`,
+    url,
+    post,
+    follow,
     runJob,
     app,
     dataDir,
