@@ -143,12 +143,13 @@ export class DenseGpuTrainer extends GpuSaeTrainer {
       this.recordSkipForward(rec, b, n);
       dense.countActive(rec, { h: b.h, out: b.l0 }, { rows: n, cols: m });
     });
-    // One wait for both readbacks (each alone waits out the device's poll interval).
+    // One wait for all readbacks (each alone waits out the device's poll interval), the
+    // threshold's selection state among them.
     const [xhat, l0s] = await Promise.all([
       readF32(this.device, b.xhat, n * d),
       readF32(this.device, b.l0, n),
+      selecting ? this.#threshold!.update(b.select) : undefined,
     ]);
-    if (selecting) await this.#threshold!.update(b.select);
     return { xhat, mse: this.mseOf(y, xhat), l0: l0s.reduce((a, v) => a + v, 0) / n };
   }
 

@@ -247,9 +247,9 @@ export class MatryoshkaGpuTrainer extends GpuSaeTrainer {
     const [xhatBytes, l0s] = await Promise.all([
       readBytes(this.device, b.xhats, n * d * 4, (G - 1) * n * d * 4),
       readF32(this.device, b.l0, n),
+      inference ? undefined : this.#threshold.update(b.select),
     ]);
     const xhat = new Float32Array(xhatBytes);
-    if (!inference) await this.#threshold.update(b.select);
     if (b.auxOn) {
       b.hostX = x.slice();
       b.hostXhat = xhat;
